@@ -1,0 +1,53 @@
+"""Flask application for audience-pull: Firehose intake, tag API and demo site."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from server import cli
+from server import errors
+from server.config import load_config
+from server.extensions import db
+from server.extensions import migrate
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Create and configure the application.
+
+    :param test_config: settings that replace the defaults and the environment,
+        used by the tests.
+    """
+    # /static/ is served by server.static_assets, with CORS and brotli.
+    app = Flask(__name__, instance_relative_config=True, static_folder=None)
+    load_config(app, test_config)
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
+    errors.init_app(app)
+    cli.init_app(app)
+    _register_blueprints(app)
+    return app
+
+
+def _register_blueprints(app: Flask) -> None:
+    from server.firehose.views import bp as firehose_bp
+    from server.static_assets import init_app as init_static_assets
+    from server.tag_api import bp as tag_bp
+
+    app.register_blueprint(firehose_bp)
+    app.register_blueprint(tag_bp)
+    init_static_assets(app)
+
+    if app.config["DEMO_ENABLED"]:
+        from server.demo import bp as demo_bp
+
+        app.register_blueprint(demo_bp)

@@ -1,0 +1,61 @@
+"""Configuration defaults and how the environment overrides them."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+#: Largest Firehose request body accepted. mParticle documents no maximum; its
+#: batches carry user profiles of a few hundred bytes each, so 32 MiB leaves room
+#: for batches of roughly 100,000 profiles.
+MAX_FIREHOSE_BYTES = 32 * 1024 * 1024
+
+
+def load_config(app: Flask, test_config: dict[str, Any] | None) -> None:
+    """Load defaults, then ``AUDIENCE_PULL_*`` variables, then the test mapping."""
+    environment = os.environ.get("AUDIENCE_PULL_ENV", "development")
+    app.config.from_mapping(
+        ENVIRONMENT=environment,
+        SQLALCHEMY_DATABASE_URI=_database_url(app),
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+        MAX_CONTENT_LENGTH=MAX_FIREHOSE_BYTES,
+        DEMO_ENABLED=environment != "production",
+        TAG_SEGMENTS_MAX_AGE=60,
+    )
+    app.config.from_prefixed_env("AUDIENCE_PULL")
+
+    if test_config is not None:
+        app.config.from_mapping(test_config)
+
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = _instance_secret_key(app)
+
+
+def _database_url(app: Flask) -> str:
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        return f"sqlite:///{Path(app.instance_path) / 'audience-pull.db'}"
+
+    # Heroku-style URLs name the old driver; SQLAlchemy needs the psycopg 3 one.
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url.removeprefix(prefix)
+
+    return url
+
+
+def _instance_secret_key(app: Flask) -> str:
+    """Read the session signing key from the instance folder, creating it once."""
+    path = Path(app.instance_path) / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32)
+    path.write_text(key)
+    path.chmod(0o600)
+    return key

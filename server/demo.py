@@ -1,0 +1,119 @@
+"""A demo shop that runs the real mParticle Web SDK and our tag (development only).
+
+The SDK is pointed at a fake identity service served here, so the demo and the
+end-to-end tests work without reaching mParticle:
+
+- ``/demo/?mpid=<mpid>`` makes identify return that MPID;
+- without ``mpid`` the MPID is derived from the SDK's device stamp, so it is
+  stable for one browser;
+- ``/demo/?mparticle=off`` serves the page without the SDK.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from flask import Blueprint
+from flask import Response
+from flask import abort
+from flask import jsonify
+from flask import render_template
+from flask import request
+from sqlalchemy import select
+
+from server.cli import DEMO_ACCOUNT
+from server.extensions import db
+from server.firehose.protocol import parse_mpid
+from server.models import Account
+from server.vendor_manifest import load_manifest
+
+bp = Blueprint("demo", __name__, url_prefix="/demo")
+
+#: Any string works: the fake services below do not check it.
+DEMO_MPARTICLE_KEY = "demo-web-key"
+
+
+@bp.get("/")
+def shop() -> str:
+    account = db.session.scalar(select(Account).where(Account.name == DEMO_ACCOUNT))
+    if account is None:
+        abort(404, "No demo account yet; run 'flask --app server seed-demo'.")
+
+    mpid = request.args.get("mpid", "").strip()
+    if mpid:
+        mpid = str(parse_mpid(mpid, "mpid"))
+
+    return render_template(
+        "demo/shop.html",
+        tag_key=account.tag_key,
+        mpid=mpid,
+        with_mparticle=request.args.get("mparticle") != "off",
+        manifest=load_manifest(),
+        mparticle_key=DEMO_MPARTICLE_KEY,
+    )
+
+
+@bp.after_request
+def _allow_sdk_calls(response: Response) -> Response:
+    # The SDK sends x-mp-key, which makes its identify calls preflighted.
+    response.headers["Access-Control-Allow-Origin"] = request.headers.get("Origin", "*")
+    response.headers["Access-Control-Allow-Headers"] = "content-type, x-mp-key"
+    response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+    response.headers["Access-Control-Allow-Credentials"] = "true"
+    return response
+
+
+@bp.route("/identity/<pinned>/v1/<action>", methods=["POST", "OPTIONS"])
+def identity(pinned: str, action: str) -> Any:
+    """Answer the SDK's identify, login and logout calls like mParticle would."""
+    if request.method == "OPTIONS":
+        return "", 204
+
+    if action not in ("identify", "login", "logout"):
+        abort(404)
+
+    body = request.get_json(force=True, silent=True) or {}
+    known = body.get("known_identities") or {}
+    mpid = _choose_mpid(pinned, action, known)
+    return jsonify(
+        {
+            "mpid": mpid,
+            "context": None,
+            "is_ephemeral": False,
+            "is_logged_in": action == "login",
+            "matched_identities": {},
+        }
+    )
+
+
+@bp.route("/identity/<pinned>/v1/<mpid>/modify", methods=["POST", "OPTIONS"])
+def modify(pinned: str, mpid: str) -> Any:
+    if request.method == "OPTIONS":
+        return "", 204
+
+    return jsonify({"change_results": []})
+
+
+@bp.route("/events/v3/JS/<key>/events", methods=["POST", "OPTIONS"])
+def events(key: str) -> Any:
+    return "", 202
+
+
+def _choose_mpid(pinned: str, action: str, known: dict[str, Any]) -> str:
+    """Pick the MPID the fake identity service returns.
+
+    A login with a numeric customer ID returns that number, so a test can say
+    which MPID a login leads to. Otherwise the MPID pinned in the URL wins, and
+    without one the MPID is a hash of the identities, as stable as they are.
+    """
+    customer_id = str(known.get("customerid", ""))
+    if action == "login" and customer_id.lstrip("-").isdigit():
+        return str(parse_mpid(customer_id, "customerid"))
+
+    if action == "identify" and pinned != "auto":
+        return str(parse_mpid(pinned, "mpid"))
+
+    seed = action + repr(sorted(known.items()))
+    number = int.from_bytes(hashlib.sha256(seed.encode()).digest()[:8], "big")
+    return str(number - 2**63)

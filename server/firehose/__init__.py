@@ -1,0 +1,1 @@
+"""Receiving side of mParticle's Firehose protocol."""

@@ -1,0 +1,142 @@
+"""Database models: accounts, their keys and connectors, audiences and members."""
+
+from __future__ import annotations
+
+from datetime import UTC
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON
+from sqlalchemy import BigInteger
+from sqlalchemy import ForeignKey
+from sqlalchemy import Index
+from sqlalchemy import LargeBinary
+from sqlalchemy import String
+from sqlalchemy import UniqueConstraint
+from sqlalchemy.orm import Mapped
+from sqlalchemy.orm import mapped_column
+from sqlalchemy.orm import relationship
+
+from server.extensions import db
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Account(db.Model):
+    """A customer of ours: one tenant, with its own keys, connectors and data."""
+
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    tag_key: Mapped[str] = mapped_column(String(40), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    connectors: Mapped[list[Connector]] = relationship(back_populates="account")
+
+
+class ApiKey(db.Model):
+    """An integration API key; only its SHA-256 digest is stored."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    label: Mapped[str] = mapped_column(String(100))
+    prefix: Mapped[str] = mapped_column(String(16))
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+    account: Mapped[Account] = relationship()
+
+
+class Connector(db.Model):
+    """A pull connector that receives one mParticle account's audiences."""
+
+    __tablename__ = "connectors"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20), default="mparticle")
+    name: Mapped[str] = mapped_column(String(100))
+    mparticle_account_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_message_at: Mapped[datetime | None]
+
+    account: Mapped[Account] = relationship(back_populates="connectors")
+
+
+class Audience(db.Model):
+    """An mParticle audience subscribed to one of an account's connectors."""
+
+    __tablename__ = "audiences"
+    __table_args__ = (UniqueConstraint("account_id", "audience_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    connector_id: Mapped[int] = mapped_column(ForeignKey("connectors.id"), index=True)
+    #: mParticle's own audience ID, the one the tag and the segments use.
+    audience_id: Mapped[int] = mapped_column(BigInteger)
+    name: Mapped[str] = mapped_column(String(500))
+    description: Mapped[str | None] = mapped_column(String(2000))
+    settings: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Membership(db.Model):
+    """Whether one MPID is in one audience, as of the message that last said so.
+
+    A removal keeps the row with ``is_member`` false, so that an older "add"
+    delivered late cannot bring the member back. The key starts with
+    (account, MPID), so the tag's lookup is one range of one index.
+    """
+
+    __tablename__ = "memberships"
+    __table_args__ = (Index("ix_memberships_audience", "account_id", "audience_id"),)
+
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    mpid: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    audience_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    is_member: Mapped[bool]
+    timestamp_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class InboxMessage(db.Model):
+    """A Firehose message stored as received, before it is applied."""
+
+    __tablename__ = "inbox_messages"
+    __table_args__ = (UniqueConstraint("account_id", "message_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    connector_id: Mapped[int | None] = mapped_column(ForeignKey("connectors.id"))
+    message_id: Mapped[str] = mapped_column(String(100))
+    message_type: Mapped[str] = mapped_column(String(60))
+    timestamp_ms: Mapped[int] = mapped_column(BigInteger)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    applied_at: Mapped[datetime | None] = mapped_column(index=True)
+
+
+class Segment(db.Model):
+    """A targeting segment; the tag evaluates the published ones."""
+
+    __tablename__ = "segments"
+    __table_args__ = (UniqueConstraint("account_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    condition: Mapped[dict[str, Any]] = mapped_column(JSON)
+    published: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    def to_definition(self) -> dict[str, Any]:
+        """Return the segment in the JSON form the tag evaluates."""
+        return {"name": self.name, "condition": self.condition}

@@ -1,0 +1,148 @@
+"""Fixtures shared by the unit and integration tests.
+
+Tests run on SQLite by default. When ``DATABASE_URL`` points at PostgreSQL, a
+throwaway database is created on that server for the session and dropped at
+the end, so the same tests run against both engines.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+from flask_migrate import upgrade
+
+from server import create_app
+from server import keys
+from server.extensions import db
+from server.models import Account
+from server.models import Connector
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "firehose"
+
+
+def load_fixture(name: str) -> dict[str, Any]:
+    """Return one of mParticle's example Firehose messages, unchanged."""
+    return json.loads((FIXTURES / f"{name}.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server_url = os.environ.get("DATABASE_URL", "")
+    if not server_url.startswith(("postgres://", "postgresql")):
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+        return
+
+    server_url = server_url.replace("postgres://", "postgresql://", 1)
+    server_url = server_url.replace("postgresql://", "postgresql+psycopg://", 1)
+    name = f"audience_pull_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+
+    yield (
+        sa.make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    )
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def _migrated(database_url: str) -> str:
+    app = create_app(_test_config(database_url))
+    with app.app_context():
+        upgrade()
+        db.engine.dispose()
+
+    return database_url
+
+
+def _test_config(database_url: str) -> dict[str, Any]:
+    return {
+        "TESTING": True,
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "SECRET_KEY": "test-secret",
+        "WTF_CSRF_ENABLED": False,
+    }
+
+
+@pytest.fixture
+def app(_migrated: str) -> Iterator[Flask]:
+    app = create_app(_test_config(_migrated))
+    with app.app_context():
+        yield app
+        db.session.remove()
+        _empty_tables()
+        db.engine.dispose()
+
+
+def _empty_tables() -> None:
+    with db.engine.begin() as conn:
+        for table in reversed(db.metadata.sorted_tables):
+            conn.execute(table.delete())
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+class AccountFactory:
+    """Make accounts with a connector and an API key for tests."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, name: str | None = None) -> tuple[Account, str]:
+        self.count += 1
+        account = Account(
+            name=name or f"account-{self.count}", tag_key=f"tag_test_{self.count}"
+        )
+        db.session.add(account)
+        db.session.add(Connector(account=account, name="mParticle"))
+        issued = keys.issue_key(account, label="test")
+        db.session.commit()
+        return account, issued.secret
+
+
+@pytest.fixture
+def make_account(app: Flask) -> AccountFactory:
+    return AccountFactory()
+
+
+class Firehose:
+    """Post Firehose messages to the intake endpoint with a given API key."""
+
+    def __init__(self, client: FlaskClient, api_key: str) -> None:
+        self.client = client
+        self.api_key = api_key
+
+    def post(self, message: dict[str, Any], api_key: str | None = None) -> Any:
+        message = copy.deepcopy(message)
+        settings = message.setdefault("account", {}).setdefault("account_settings", {})
+        settings["apiKey"] = self.api_key if api_key is None else api_key
+        return self.client.post("/mparticle/v1/firehose", json=message)
+
+    def post_raw(self, body: bytes | str, **kwargs: Any) -> Any:
+        return self.client.post("/mparticle/v1/firehose", data=body, **kwargs)
+
+
+@pytest.fixture
+def account(make_account: AccountFactory) -> tuple[Account, str]:
+    return make_account("acme")
+
+
+@pytest.fixture
+def firehose(client: FlaskClient, account: tuple[Account, str]) -> Firehose:
+    return Firehose(client, account[1])
