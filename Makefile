@@ -20,7 +20,6 @@ static/vendor/.built: $(VENV)/.installed vendor.json scripts/vendor.py scripts/*
 	$(BIN)/python scripts/vendor.py
 
 run: install
-	$(BIN)/flask --app server db-upgrade
 	$(BIN)/python scripts/announce_demo.py --port $(PORT)
 	$(BIN)/flask --app server run --host 127.0.0.1 --port $(PORT)
 

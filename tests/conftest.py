@@ -7,6 +7,7 @@ the end, so the same tests run against both engines.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -35,13 +36,30 @@ def load_fixture(name: str) -> dict[str, Any]:
     return json.loads((FIXTURES / f"{name}.json").read_text())
 
 
-@pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server_url = os.environ.get("DATABASE_URL", "")
-    if not server_url.startswith(("postgres://", "postgresql")):
+def _engines() -> list[str]:
+    """Name the engines to test: SQLite always, PostgreSQL when configured."""
+    if os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql")):
+        return ["sqlite", "postgresql"]
+
+    return ["sqlite"]
+
+
+@pytest.fixture(scope="session", params=_engines())
+def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """Yield the URL of an empty database on each engine under test."""
+    if request.param == "sqlite":
         yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
         return
 
+    with throwaway_postgres_database(os.environ["DATABASE_URL"]) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def throwaway_postgres_database(server_url: str) -> Iterator[str]:
+    """Create a database on the PostgreSQL server, yield its URL, drop it."""
     server_url = server_url.replace("postgres://", "postgresql://", 1)
     server_url = server_url.replace("postgresql://", "postgresql+psycopg://", 1)
     name = f"audience_pull_test_{uuid.uuid4().hex[:12]}"
@@ -49,13 +67,14 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
 
-    yield (
-        sa.make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    )
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    try:
+        url = sa.make_url(server_url).set(database=name)
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
-    admin.dispose()
+        admin.dispose()
 
 
 @pytest.fixture(scope="session")
