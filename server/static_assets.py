@@ -65,6 +65,10 @@ def _set_headers(response: Any, filename: str) -> None:
     response.headers["Access-Control-Allow-Origin"] = "*"
     if _IMMUTABLE.match(filename):
         response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+    elif filename.startswith("vendor/"):
+        # The asset list names the current wheel build; older builds are
+        # deleted, so a stale copy would point the worker at a missing file.
+        response.headers["Cache-Control"] = "no-cache"
     else:
         # The tag's entry points keep a stable URL, so browsers revalidate them.
         response.headers["Cache-Control"] = "public, max-age=300, must-revalidate"

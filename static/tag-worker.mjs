@@ -1,0 +1,127 @@
+// Module Web Worker of the audience-pull tag: boots Pyodide and evaluates
+// segments with the `browser` package, off the host page's main thread.
+//
+// tag.js creates this worker from a blob: module that imports this file by
+// absolute URL, so it also works when the tag is embedded on another origin.
+// Every URL below is therefore resolved against import.meta.url, never
+// against the page.
+//
+// Messages from the page:
+//   {type: "evaluate", apiBase, tagKey, mpid, debug}
+// Messages to the page:
+//   {type: "booted", elapsedMs}    Pyodide and the package are loaded
+//   {type: "result", result}       the dict from browser.page.evaluate_visitor
+//   {type: "error", message}       booting or evaluating failed
+
+import { browser as browserAsset, pyodide as pyodideAsset } from "./vendor/assets.mjs";
+
+const STATIC_BASE = new URL("./", import.meta.url);
+const PYODIDE_BASE = new URL(pyodideAsset.path, STATIC_BASE);
+const PYC_STDLIB_NAME = "python_stdlib.pyc.zip";
+const PAGE_MODULE = "browser.page";
+
+const workerStart = performance.now();
+const booting = bootPython();
+// A boot failure is reported when the page's "evaluate" message arrives. This
+// handler keeps it from being logged as an unhandled rejection before that.
+booting.catch(() => {});
+
+self.addEventListener("message", (event) => {
+  if (event.data?.type === "evaluate") {
+    evaluate(event.data).catch((error) => postError(error));
+  }
+});
+
+/**
+ * Load Pyodide and unpack the `browser` wheel, in parallel where possible.
+ *
+ * @returns {Promise<object>} the `browser.page` module as a PyProxy
+ */
+async function bootPython() {
+  const [pyodide, wheel] = await Promise.all([loadPython(), fetchWheel()]);
+  pyodide.unpackArchive(wheel, "wheel");
+  pyodide.runPython("import importlib; importlib.invalidate_caches()");
+  const page = pyodide.pyimport(PAGE_MODULE);
+  self.postMessage({ type: "booted", elapsedMs: performance.now() - workerStart });
+  return page;
+}
+
+/**
+ * Start Pyodide with the precompiled standard library.
+ *
+ * @returns {Promise<object>} the Pyodide API object
+ */
+async function loadPython() {
+  const moduleUrl = new URL("pyodide.mjs", PYODIDE_BASE).href;
+  const { loadPyodide } = await import(moduleUrl);
+  return loadPyodide({
+    indexURL: PYODIDE_BASE.href,
+    stdLibURL: new URL(PYC_STDLIB_NAME, PYODIDE_BASE).href,
+  });
+}
+
+/**
+ * Download the `browser` wheel and check it against the manifest's hash.
+ *
+ * @returns {Promise<Uint8Array>} the wheel's bytes
+ */
+async function fetchWheel() {
+  const url = new URL(browserAsset.path, STATIC_BASE).href;
+  let response;
+  try {
+    // The browser rejects the response when its hash differs (subresource
+    // integrity), so a tampered or stale wheel never reaches Python.
+    response = await fetch(url, { integrity: browserAsset.integrity });
+  } catch (error) {
+    // A hash mismatch and a network error both reject with a TypeError.
+    const reason = error.message;
+    throw new Error(
+      `downloading the browser wheel failed or its integrity check failed (${url}): ${reason}`,
+    );
+  }
+  if (!response.ok) {
+    throw new Error(`downloading the browser wheel failed (${url}): HTTP ${response.status}`);
+  }
+  return new Uint8Array(await response.arrayBuffer());
+}
+
+/**
+ * Evaluate the visitor's segments and post the result to the page.
+ *
+ * @param {{apiBase: string, tagKey: string, mpid: string, debug: boolean}} request
+ * @returns {Promise<void>}
+ */
+async function evaluate({ apiBase, tagKey, mpid, debug }) {
+  const page = await booting;
+  page.configure_logging(Boolean(debug));
+  const resultJson = await page.evaluate_visitor_json(apiBase, tagKey, mpid);
+  self.postMessage({ type: "result", result: JSON.parse(resultJson) });
+}
+
+/**
+ * Post an error message to the page.
+ *
+ * @param {unknown} error
+ */
+function postError(error) {
+  self.postMessage({ type: "error", message: describeError(error) });
+}
+
+/**
+ * Return a one-line description of an error.
+ *
+ * A Pyodide PythonError carries the whole traceback in its message, and its
+ * last line names the exception and its text.
+ *
+ * @param {unknown} error
+ * @returns {string}
+ */
+function describeError(error) {
+  if (!(error instanceof Error)) {
+    return String(error);
+  }
+  if (error.type) {
+    return error.message.trim().split("\n").pop();
+  }
+  return error.message;
+}
