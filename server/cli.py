@@ -7,6 +7,7 @@ import secrets
 
 import click
 from flask import Flask
+from flask.cli import with_appcontext
 from flask_migrate import upgrade
 from sqlalchemy import select
 
@@ -30,6 +31,7 @@ def new_tag_key() -> str:
 
 
 @click.command("seed-demo")
+@with_appcontext
 def seed_demo_command() -> None:
     """Create the demo account if missing and print a new API key for it.
 
