@@ -18,6 +18,7 @@ from flask import request
 from flask import session
 from flask import url_for
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash
 from werkzeug.security import generate_password_hash
 
@@ -35,7 +36,7 @@ from server.models import utcnow
 logger = logging.getLogger(__name__)
 
 MIN_PASSWORD_LENGTH = 12
-#: Failed sign-ins for one email within FAILURE_WINDOW that lock it.
+#: Number of failed sign-ins for one email within FAILURE_WINDOW that locks it.
 MAX_FAILURES = 5
 FAILURE_WINDOW = timedelta(minutes=15)
 LOCK_DURATION = timedelta(minutes=15)
@@ -157,7 +158,13 @@ def _authenticate(email: str, password: str) -> tuple[User | None, str]:
         return user, ""
 
     _record_failure(email, throttle, now)
-    db.session.commit()
+    try:
+        db.session.commit()
+    except IntegrityError:
+        # Another request created the throttle row for this email first.
+        db.session.rollback()
+        logger.warning("Did not count a failed sign-in: concurrent failure")
+
     return None, "Invalid email or password."
 
 
