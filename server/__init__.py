@@ -1,4 +1,4 @@
-"""Flask application for audience-pull: Firehose intake, tag API and demo site."""
+"""Flask application for audience-pull: Firehose intake, tag API, console, demo."""
 
 from __future__ import annotations
 
@@ -39,12 +39,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
 
 def _register_blueprints(app: Flask) -> None:
+    from server.console import init_app as init_console
     from server.firehose.views import bp as firehose_bp
     from server.static_assets import init_app as init_static_assets
     from server.tag_api import bp as tag_bp
 
     app.register_blueprint(firehose_bp)
     app.register_blueprint(tag_bp)
+    init_console(app)
     init_static_assets(app)
 
     if app.config["DEMO_ENABLED"]:

@@ -25,6 +25,13 @@ def load_config(app: Flask, test_config: dict[str, Any] | None) -> None:
         MAX_CONTENT_LENGTH=MAX_FIREHOSE_BYTES,
         DEMO_ENABLED=environment != "production",
         TAG_SEGMENTS_MAX_AGE=60,
+        # The console session cookie: never readable from scripts, not sent on
+        # cross-site subrequests, and HTTPS-only in production.
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=environment == "production",
+        PERMANENT_SESSION_LIFETIME=12 * 60 * 60,
+        WTF_CSRF_CHECK_DEFAULT=False,
     )
     app.config.from_prefixed_env("AUDIENCE_PULL")
 

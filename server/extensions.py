@@ -7,6 +7,7 @@ from typing import Any
 
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
+from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase
@@ -18,6 +19,9 @@ class Base(DeclarativeBase):
 
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
+#: Checks only the views that call ``csrf.protect()`` (the console), because
+#: the Firehose and tag APIs take cross-site POSTs without a session.
+csrf = CSRFProtect()
 
 
 @event.listens_for(Engine, "connect")

@@ -140,3 +140,31 @@ class Segment(db.Model):
     def to_definition(self) -> dict[str, Any]:
         """Return the segment in the JSON form the tag evaluates."""
         return {"name": self.name, "condition": self.condition}
+
+
+class User(db.Model):
+    """A person who signs in to the admin console of one account."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    #: Stored lower-cased, so sign-in ignores the case of the address.
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    #: A werkzeug.security hash (scrypt), never the password itself.
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_sign_in_at: Mapped[datetime | None]
+
+    account: Mapped[Account] = relationship()
+
+
+class SignInThrottle(db.Model):
+    """Failed console sign-ins for one email address, known or not."""
+
+    __tablename__ = "sign_in_throttles"
+
+    email: Mapped[str] = mapped_column(String(254), primary_key=True)
+    failure_count: Mapped[int] = mapped_column(default=0)
+    first_failure_at: Mapped[datetime] = mapped_column(default=utcnow)
+    locked_until: Mapped[datetime | None]

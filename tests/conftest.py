@@ -165,3 +165,30 @@ def account(make_account: AccountFactory) -> tuple[Account, str]:
 @pytest.fixture
 def firehose(client: FlaskClient, account: tuple[Account, str]) -> Firehose:
     return Firehose(client, account[1])
+
+
+#: Password of every console user the tests create.
+CONSOLE_PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def make_user(app: Flask) -> Any:
+    """Return a function that creates a console user, and its account if new."""
+    from server.console.auth import create_user
+
+    def make(account_name: str, email: str) -> Any:
+        user = create_user(account_name, email, CONSOLE_PASSWORD)
+        db.session.commit()
+        return user
+
+    return make
+
+
+@pytest.fixture
+def sign_in(client: FlaskClient) -> Any:
+    """Return a function that signs ``client`` in to the console."""
+
+    def sign(email: str, password: str = CONSOLE_PASSWORD) -> Any:
+        return client.post("/console/", data={"email": email, "password": password})
+
+    return sign
