@@ -25,6 +25,18 @@ def load_config(app: Flask, test_config: dict[str, Any] | None) -> None:
         MAX_CONTENT_LENGTH=MAX_FIREHOSE_BYTES,
         DEMO_ENABLED=environment != "production",
         TAG_SEGMENTS_MAX_AGE=60,
+        # "thread" applies Firehose messages in a thread of each web process;
+        # "off" leaves them to `flask --app server worker` processes.
+        FIREHOSE_WORKER="thread",
+        # Milliseconds the worker sleeps between two messages, so that request
+        # handlers get SQLite's single write lock in between.
+        FIREHOSE_WORKER_PAUSE_MS=2,
+        # Days the raw bodies of applied messages are kept for diagnosis.
+        FIREHOSE_BODY_RETENTION_DAYS=7,
+        # Days inbox rows (without bodies) and rejected requests are kept.
+        FIREHOSE_LOG_RETENTION_DAYS=30,
+        # Host name mParticle calls back for DSR requests; omitted when unset.
+        FIREHOSE_DSR_DOMAIN=None,
     )
     app.config.from_prefixed_env("AUDIENCE_PULL")
 
