@@ -63,6 +63,7 @@ PURGE_INTERVAL_SECONDS = 300.0
 
 _wake = threading.Event()
 _thread_lock = threading.Lock()
+_thread: threading.Thread | None = None
 _thread_pid: int | None = None
 _stop = threading.Event()
 
@@ -236,6 +237,9 @@ def purge_expired(now: datetime | None = None) -> dict[str, int]:
     body_cutoff = now - timedelta(days=config["FIREHOSE_BODY_RETENTION_DAYS"])
     log_cutoff = now - timedelta(days=config["FIREHOSE_LOG_RETENTION_DAYS"])
     finished = InboxMessage.status.in_(["applied", "failed"])
+    rows = db.session.execute(
+        delete(InboxMessage).where(finished, InboxMessage.received_at < log_cutoff)
+    ).rowcount
     bodies = db.session.execute(
         update(InboxMessage)
         .where(
@@ -244,9 +248,6 @@ def purge_expired(now: datetime | None = None) -> dict[str, int]:
             InboxMessage.body.is_not(None),
         )
         .values(body=None)
-    ).rowcount
-    rows = db.session.execute(
-        delete(InboxMessage).where(finished, InboxMessage.received_at < log_cutoff)
     ).rowcount
     rejects = db.session.execute(
         delete(DeliveryReject).where(DeliveryReject.at < log_cutoff)
@@ -318,7 +319,7 @@ def init_app(app: Flask) -> None:
 
 
 def _start_thread_once(app: Flask) -> None:
-    global _thread_pid
+    global _thread, _thread_pid
 
     if _thread_pid == os.getpid():
         return
@@ -330,20 +331,30 @@ def _start_thread_once(app: Flask) -> None:
 
         _thread_pid = os.getpid()
         _stop.clear()
-        thread = threading.Thread(
+        _thread = threading.Thread(
             target=run_worker,
             args=(app, _stop),
             name="firehose-worker",
             daemon=True,
         )
-        thread.start()
-        atexit.register(_stop_thread, thread)
+        _thread.start()
+        atexit.register(stop_thread)
 
 
-def _stop_thread(thread: threading.Thread) -> None:
+def stop_thread(timeout: float = 10.0) -> None:
+    """Stop this process's worker thread after its current message, if any."""
+    global _thread, _thread_pid
+
+    with _thread_lock:
+        thread, _thread = _thread, None
+        _thread_pid = None
+
+    if thread is None:
+        return
+
     _stop.set()
     _wake.set()
-    thread.join(timeout=10)
+    thread.join(timeout)
 
 
 @click.command("worker")
