@@ -103,17 +103,23 @@ def test_worker_killed_mid_batch(firehose, app):
         response = firehose.post(_batch(index, profiles), apply=False)
         assert response.status_code == 200
 
-    running = _start_worker(app)
-    try:
-        _wait_until(lambda: _applied() >= 5, "the worker to apply 5 messages")
-    finally:
-        running.send_signal(signal.SIGKILL)
-        running.communicate(timeout=30)
+    # Kill it several times, at delays spread over the time one message takes
+    # to apply (about 60 ms here), so that kills land at varied points of the
+    # next message's transaction.
+    for delay_ms in (0, 15, 30, 45, 60):
+        target = _applied() + 3
+        running = _start_worker(app)
+        try:
+            _wait_until(lambda: _applied() >= target, "the worker to make progress")
+            time.sleep(delay_ms / 1000)
+        finally:
+            running.send_signal(signal.SIGKILL)
+            running.communicate(timeout=30)
 
-    assert running.returncode == -signal.SIGKILL
+        assert running.returncode == -signal.SIGKILL
 
     applied_when_killed = _applied()
-    assert 5 <= applied_when_killed < batches
+    assert 15 <= applied_when_killed < batches
     assert _count(InboxMessage, InboxMessage.status == "pending") == (
         batches - applied_when_killed
     )
