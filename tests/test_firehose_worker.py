@@ -110,7 +110,10 @@ def test_worker_killed_mid_batch(firehose, app):
         target = _applied() + 3
         running = _start_worker(app)
         try:
-            _wait_until(lambda: _applied() >= target, "the worker to make progress")
+            _wait_until(
+                lambda target=target: _applied() >= target,
+                "the worker to make progress",
+            )
             time.sleep(delay_ms / 1000)
         finally:
             running.send_signal(signal.SIGKILL)

@@ -2,13 +2,15 @@
 
 The request handler only stores each message in the inbox and commits, so the
 acknowledgement is fast and durable. A worker then applies pending messages in
-the order they were received, one message per transaction: a worker killed
-mid-message leaves nothing half-applied, and the message stays pending until a
-worker applies it again.
+the order they were received. A message is marked applied, and counted in the
+delivery log, in the same transaction as its last writes: a worker killed
+before that leaves the message pending, and the next worker applies it again.
 
-Several workers can run at once. On PostgreSQL each claims its next row with
-``FOR UPDATE SKIP LOCKED``; on SQLite a conditional ``UPDATE`` that takes the
-database's single write lock decides which worker owns a row.
+Several workers can run at once. On PostgreSQL each claims its next message
+with ``FOR UPDATE SKIP LOCKED`` and applies it in one transaction. On SQLite,
+two workers may both apply one message. Both write the same values, and the
+conditional ``UPDATE`` that marks it applied lets only one of them count it.
+One worker per SQLite database is enough, since SQLite has one write lock.
 
 The embedded default (``FIREHOSE_WORKER = "thread"``) starts one worker thread
 per process on the first request the process serves, so the reloader's parent
@@ -55,8 +57,13 @@ logger = logging.getLogger(__name__)
 #: outages do not count: the worker waits for the database instead.
 MAX_ATTEMPTS = 5
 
-#: Longest wait between retries while the database is unavailable, in seconds.
+#: Maximum wait between retries while the database is unavailable, in seconds.
 MAX_BACKOFF_SECONDS = 30.0
+
+#: Profiles of one membership message applied per transaction on SQLite. At
+#: about 50 rows per ms, 100 profiles of 3 changes hold the write lock for
+#: roughly 10 to 40 ms, short enough for a waiting request handler.
+SQLITE_PROFILES_PER_TRANSACTION = 100
 
 #: Seconds between two runs of the retention purge.
 PURGE_INTERVAL_SECONDS = 300.0
@@ -78,8 +85,8 @@ def notify() -> None:
 
 
 def apply_pending(limit: int = 100, pause_seconds: float = 0.0) -> int:
-    """Apply up to ``limit`` pending messages, oldest first, each in its own
-    transaction, and return how many were applied.
+    """Apply up to ``limit`` pending messages, oldest first, and return how many
+    were applied.
 
     :param pause_seconds: sleep between two transactions, which lets request
         handlers take SQLite's write lock in between.
@@ -87,7 +94,7 @@ def apply_pending(limit: int = 100, pause_seconds: float = 0.0) -> int:
     applied = 0
     deferred: set[int] = set()
     for _ in range(limit):
-        outcome = _apply_next(deferred)
+        outcome = _apply_next(deferred, pause_seconds)
         if outcome is None:
             break
 
@@ -98,11 +105,11 @@ def apply_pending(limit: int = 100, pause_seconds: float = 0.0) -> int:
     return applied
 
 
-def _apply_next(deferred: set[int]) -> int | None:
-    """Claim and apply the oldest pending message.
+def _apply_next(deferred: set[int], pause_seconds: float) -> int | None:
+    """Apply the oldest pending message.
 
-    Returns 1 when it was applied, 0 when it failed or was deferred, and
-    ``None`` when nothing is pending.
+    Returns 1 when it was applied, 0 when it failed, was deferred or another
+    worker finished it first, and ``None`` when nothing is pending.
     """
     row = db.session.scalar(
         select(InboxMessage)
@@ -115,19 +122,9 @@ def _apply_next(deferred: set[int]) -> int | None:
         db.session.rollback()
         return None
 
-    claimed = db.session.execute(
-        update(InboxMessage)
-        .where(InboxMessage.id == row.id, InboxMessage.status == "pending")
-        .values(status="applying")
-    )
-    if claimed.rowcount != 1:
-        # Another worker applied it between our read and our write (SQLite).
-        db.session.rollback()
-        return 0
-
     row_id = row.id
     try:
-        _apply_row(row)
+        return _apply_row(row, pause_seconds)
     except _Deferred:
         db.session.rollback()
         deferred.add(row_id)
@@ -140,47 +137,86 @@ def _apply_next(deferred: set[int]) -> int | None:
         _record_failure(row_id, error)
         return 0
 
-    return 1
 
+def _apply_row(row: InboxMessage, pause_seconds: float) -> int:
+    """Apply one message, mark it applied and count it, then commit.
 
-def _apply_row(row: InboxMessage) -> None:
-    """Apply one claimed message and mark it applied, then commit."""
+    On PostgreSQL the whole message is one transaction, and the row lock taken
+    with ``SKIP LOCKED`` keeps other workers away from it. SQLite has a single
+    write lock that request handlers wait for, so there a large membership
+    message is applied in transactions of :data:`SQLITE_PROFILES_PER_TRANSACTION`
+    profiles. That is safe because every write is guarded by the message's
+    timestamp: a crash between two of them leaves the message pending, and
+    applying it again from the start writes the same values.
+    """
     started = time.perf_counter()
-    message = json.loads(row.body)
-    parsed = messages.parse_message(message)
-    detail = ""
+    ids = (row.message_type, row.message_id, row.account_id)
+    row_id, connector_id = row.id, row.connector_id
+    parsed = messages.parse_message(json.loads(row.body))
     if isinstance(parsed, messages.Subscription):
         changed = apply.apply_subscription(
-            row.account_id, row.connector_id, parsed, row.timestamp_ms
+            row.account_id, connector_id, parsed, row.timestamp_ms
         )
         detail = f"audience {parsed.audience_id} {parsed.action}"
         detail += "" if changed else " (stale, ignored)"
     elif isinstance(parsed, messages.MembershipChange):
-        apply.apply_membership(
-            row.account_id, row.connector_id, parsed, row.timestamp_ms
-        )
+        _apply_membership(row, parsed, pause_seconds)
         detail = f"{len(parsed.profiles)} profiles"
     else:
         _wait_for_earlier_messages(row)
-        result = apply_erasure(row.account_id, row.id, parsed)
-        # The request names the person in clear: keep no copy of it.
-        row.body = None
+        result = apply_erasure(row.account_id, row_id, parsed)
         detail = f"{result.mpids} MPIDs erased, {result.bodies_purged} bodies purged"
 
-    delivery.record_counts(row.connector_id, row.message_type, parsed)
-    row.status = "applied"
-    row.applied_at = utcnow()
-    row.last_error = None
-    ids = (row.message_type, row.message_id, row.account_id)
-    lag = row.applied_at - row.received_at
+    applied_at = utcnow()
+    values: dict[str, Any] = {"status": "applied", "applied_at": applied_at}
+    if isinstance(parsed, messages.Erasure):
+        # The request names the person in clear: keep no copy of it.
+        values["body"] = None
+
+    marked = db.session.execute(
+        update(InboxMessage)
+        .where(InboxMessage.id == row_id, InboxMessage.status == "pending")
+        .values(last_error=None, **values)
+    )
+    if marked.rowcount != 1:
+        # Another SQLite worker applied it meanwhile; the writes were the same.
+        db.session.rollback()
+        return 0
+
+    delivery.record_counts(connector_id, ids[0], parsed)
+    received_at = row.received_at
     db.session.commit()
     logger.info(
         "Applied %s %s for account %s: %s in %.1f ms, %.0f ms after ack",
         *ids,
         detail,
         (time.perf_counter() - started) * 1000,
-        lag.total_seconds() * 1000,
+        (applied_at - received_at).total_seconds() * 1000,
     )
+    return 1
+
+
+def _apply_membership(
+    row: InboxMessage, parsed: messages.MembershipChange, pause_seconds: float
+) -> None:
+    profiles = parsed.profiles
+    step = len(profiles) or 1
+    if db.session.get_bind().dialect.name == "sqlite":
+        step = SQLITE_PROFILES_PER_TRANSACTION
+
+    account_id, connector_id, timestamp_ms = (
+        row.account_id,
+        row.connector_id,
+        row.timestamp_ms,
+    )
+    for start in range(0, max(len(profiles), 1), step):
+        if start:
+            db.session.commit()
+            if pause_seconds:
+                time.sleep(pause_seconds)
+
+        chunk = messages.MembershipChange(profiles[start : start + step])
+        apply.apply_membership(account_id, connector_id, chunk, timestamp_ms)
 
 
 def _wait_for_earlier_messages(row: InboxMessage) -> None:
@@ -190,7 +226,7 @@ def _wait_for_earlier_messages(row: InboxMessage) -> None:
             exists().where(
                 InboxMessage.account_id == row.account_id,
                 InboxMessage.id < row.id,
-                InboxMessage.status.in_(["pending", "applying"]),
+                InboxMessage.status == "pending",
             )
         )
     )
