@@ -13,6 +13,7 @@ from server import errors
 from server.config import load_config
 from server.extensions import db
 from server.extensions import migrate
+from server.firehose import worker as firehose_worker
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -34,6 +35,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
     errors.init_app(app)
     cli.init_app(app)
+    firehose_worker.init_app(app)
     _register_blueprints(app)
     return app
 

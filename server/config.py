@@ -32,6 +32,18 @@ def load_config(app: Flask, test_config: dict[str, Any] | None) -> None:
         SESSION_COOKIE_SECURE=environment == "production",
         PERMANENT_SESSION_LIFETIME=12 * 60 * 60,
         WTF_CSRF_CHECK_DEFAULT=False,
+        # "thread" applies Firehose messages in a thread of each web process;
+        # "off" leaves them to `flask --app server worker` processes.
+        FIREHOSE_WORKER="thread",
+        # Milliseconds the worker sleeps between two messages, so that request
+        # handlers get SQLite's single write lock in between.
+        FIREHOSE_WORKER_PAUSE_MS=2,
+        # Days the raw bodies of applied messages are kept for diagnosis.
+        FIREHOSE_BODY_RETENTION_DAYS=7,
+        # Days inbox rows (without bodies) and rejected requests are kept.
+        FIREHOSE_LOG_RETENTION_DAYS=30,
+        # Host name mParticle calls back for DSR requests; omitted when unset.
+        FIREHOSE_DSR_DOMAIN=None,
     )
     app.config.from_prefixed_env("AUDIENCE_PULL")
 

@@ -84,6 +84,9 @@ class Audience(db.Model):
     name: Mapped[str] = mapped_column(String(500))
     description: Mapped[str | None] = mapped_column(String(2000))
     settings: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: ``timestamp_ms`` of the subscription message that last changed the
+    #: audience, 0 when only membership changes have named it so far.
+    timestamp_ms: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -107,10 +110,19 @@ class Membership(db.Model):
 
 
 class InboxMessage(db.Model):
-    """A Firehose message stored as received, before it is applied."""
+    """A Firehose message stored as received, before it is applied.
+
+    ``status`` is ``pending`` until a worker applies the message, then
+    ``applied``, or ``failed`` after repeated errors. The body is cleared once
+    it is past its retention period or an erasure request names a user in it.
+    """
 
     __tablename__ = "inbox_messages"
-    __table_args__ = (UniqueConstraint("account_id", "message_id"),)
+    __table_args__ = (
+        UniqueConstraint("account_id", "message_id"),
+        Index("ix_inbox_messages_status", "status", "id"),
+        Index("ix_inbox_messages_connector", "connector_id", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
@@ -118,9 +130,12 @@ class InboxMessage(db.Model):
     message_id: Mapped[str] = mapped_column(String(100))
     message_type: Mapped[str] = mapped_column(String(60))
     timestamp_ms: Mapped[int] = mapped_column(BigInteger)
-    body: Mapped[bytes] = mapped_column(LargeBinary)
+    body: Mapped[bytes | None] = mapped_column(LargeBinary)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     applied_at: Mapped[datetime | None] = mapped_column(index=True)
+    status: Mapped[str] = mapped_column(String(10), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(String(500))
 
 
 class Segment(db.Model):

@@ -25,10 +25,25 @@ from flask_migrate import upgrade
 from server import create_app
 from server import keys
 from server.extensions import db
+from server.firehose.worker import apply_pending
 from server.models import Account
 from server.models import Connector
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "firehose"
+
+def _find_fixtures() -> Path:
+    """Find ``shared/fixtures/firehose`` beside the checkout or a folder above it.
+
+    A clone sits next to ``shared/``; a git worktree may sit one level deeper.
+    """
+    for folder in Path(__file__).resolve().parents[1:]:
+        candidate = folder / "shared" / "fixtures" / "firehose"
+        if candidate.is_dir():
+            return candidate
+
+    return Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "firehose"
+
+
+FIXTURES = _find_fixtures()
 
 
 def load_fixture(name: str) -> dict[str, Any]:
@@ -141,17 +156,30 @@ def make_account(app: Flask) -> AccountFactory:
 
 
 class Firehose:
-    """Post Firehose messages to the intake endpoint with a given API key."""
+    """Post Firehose messages to the intake endpoint with a given API key.
+
+    The worker does not run under ``TESTING``: ``post`` applies the stored
+    messages synchronously afterwards unless ``apply=False``.
+    """
 
     def __init__(self, client: FlaskClient, api_key: str) -> None:
         self.client = client
         self.api_key = api_key
 
-    def post(self, message: dict[str, Any], api_key: str | None = None) -> Any:
+    def post(
+        self,
+        message: dict[str, Any],
+        api_key: str | None = None,
+        apply: bool = True,
+    ) -> Any:
         message = copy.deepcopy(message)
         settings = message.setdefault("account", {}).setdefault("account_settings", {})
         settings["apiKey"] = self.api_key if api_key is None else api_key
-        return self.client.post("/mparticle/v1/firehose", json=message)
+        response = self.client.post("/mparticle/v1/firehose", json=message)
+        if apply:
+            apply_pending(limit=10_000)
+
+        return response
 
     def post_raw(self, body: bytes | str, **kwargs: Any) -> Any:
         return self.client.post("/mparticle/v1/firehose", data=body, **kwargs)

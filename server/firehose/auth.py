@@ -12,13 +12,13 @@ from server.models import ApiKey
 from server.models import utcnow
 
 
-def presented_key(request: Request, message: dict[str, Any]) -> str:
+def presented_key(request: Request, message: Any) -> str:
     """Return the key from ``account.account_settings.apiKey`` or the header.
 
     mParticle sends the key the customer pasted as an account setting; the
     ``Authorization: Token <key>`` header is accepted too.
     """
-    account = message.get("account")
+    account = message.get("account") if isinstance(message, dict) else None
     settings = account.get("account_settings") if isinstance(account, dict) else None
     if isinstance(settings, dict) and isinstance(settings.get("apiKey"), str):
         return settings["apiKey"].strip()
@@ -54,3 +54,13 @@ def authenticate(request: Request, message: dict[str, Any]) -> ApiKey:
 
     record.last_used_at = utcnow()
     return record
+
+
+def find_presented_key(request: Request, message: Any) -> ApiKey | None:
+    """Return the stored key the request presents, or ``None``, without raising.
+
+    Used to tie a rejected request to its account; ``message`` may be anything
+    the body parsed to, or ``None``.
+    """
+    secret = presented_key(request, message)
+    return keys.find_key(secret) if secret else None

@@ -21,8 +21,14 @@ SUBSCRIPTION = "audience_subscription_request"
 MEMBERSHIP = "audience_membership_change_request"
 DSR = "dsr_processing_request"
 
+#: Message types that must carry an API key; registration needs none.
+AUTHENTICATED_TYPES = frozenset({SUBSCRIPTION, MEMBERSHIP, DSR})
+
 SUBSCRIPTION_ACTIONS = frozenset({"add", "update", "remove"})
 MEMBERSHIP_ACTIONS = frozenset({"add", "delete", "attribute_update"})
+ATTRIBUTE_ACTIONS = frozenset({"upsert", "delete"})
+IDENTITY_ENCODINGS = frozenset({"raw", "md5", "sha1", "sha256"})
+DSR_TYPES = frozenset({"erasure"})
 
 _VERSION_RE = re.compile(r"^[23]\.\d+(\.\d+)?$")
 _MPID_RE = re.compile(r"^-?\d{1,19}$")

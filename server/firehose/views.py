@@ -1,22 +1,36 @@
-"""``POST /mparticle/v1/firehose``: every Firehose message arrives here."""
+"""Firehose endpoints: ``POST /mparticle/v1/firehose`` receives every message,
+``GET /mparticle/v1/delivery-log`` reports what was received.
+
+A message is acknowledged only once it is committed to the inbox; a worker
+(``server.firehose.worker``) applies it afterwards. Everything in the message
+is validated first, so nothing from a rejected request is stored.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Blueprint
+from flask import current_app
 from flask import jsonify
 from flask import request
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from server.errors import ApiError
 from server.extensions import db
 from server.firehose import apply
+from server.firehose import delivery
 from server.firehose import messages
 from server.firehose import protocol
+from server.firehose import worker
 from server.firehose.auth import authenticate
+from server.firehose.auth import find_presented_key
 from server.firehose.registration import registration_response
 from server.models import ApiKey
 from server.models import InboxMessage
@@ -27,30 +41,83 @@ logger = logging.getLogger(__name__)
 bp = Blueprint("firehose", __name__, url_prefix="/mparticle/v1")
 
 
+@dataclass
+class _Delivery:
+    """What is known about the request so far, for recording a reject."""
+
+    message: Any = None
+    key: ApiKey | None = None
+
+
 @bp.post("/firehose")
 def receive() -> Any:
-    message = protocol.parse_envelope(_read_json())
+    attempt = _Delivery()
+    try:
+        return _receive(attempt)
+    except ApiError as error:
+        _record_reject(attempt, error)
+        raise
+
+
+@bp.get("/delivery-log")
+def delivery_log() -> Any:
+    """Return the delivery log of the account that owns the API key.
+
+    The key goes in an ``Authorization: Token <key>`` header.
+    """
+    key = authenticate(request, None)
+    if key.revoked_at is not None:
+        raise _revoked_error()
+
+    account_id = key.account_id
+    db.session.commit()
+    response = jsonify(
+        {"account_id": account_id, **delivery.account_delivery_log(account_id)}
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _receive(attempt: _Delivery) -> Any:
+    attempt.message = _read_json()
+    message = protocol.parse_envelope(attempt.message)
     message_type = message["type"]
-
     if message_type == protocol.REGISTRATION:
-        return jsonify(registration_response(message))
+        logger.info("Answered %s %s", message_type, message["id"])
+        domain = current_app.config["FIREHOSE_DSR_DOMAIN"]
+        return jsonify(registration_response(message, domain))
 
-    if message_type not in (protocol.SUBSCRIPTION, protocol.MEMBERSHIP):
+    if message_type not in protocol.AUTHENTICATED_TYPES:
         raise protocol.invalid(
             "type", f"unsupported message type {message_type[:60]!r}."
         )
 
-    key = authenticate(request, message)
-    if key.revoked_at is not None:
-        return _revoked(key, message)
+    attempt.key = authenticate(request, message)
+    if attempt.key.revoked_at is not None:
+        return _revoked(attempt.key, message)
 
-    return _receive_audience_message(key, message)
+    messages.parse_message(message)
+    _store(attempt.key, message)
+    if message_type == protocol.MEMBERSHIP:
+        return jsonify(protocol.response(message, suspend_subscription=False))
+
+    return jsonify(protocol.response(message))
 
 
 def _read_json() -> Any:
     # mParticle does not document its Content-Type, so the body is parsed as
     # JSON whatever the header says.
-    raw = request.get_data()
+    try:
+        raw = request.get_data()
+    except RequestEntityTooLarge:
+        limit = current_app.config["MAX_CONTENT_LENGTH"]
+        raise ApiError(
+            413,
+            "payload_too_large",
+            f"The request body is larger than the limit of {limit} bytes;"
+            " send smaller batches.",
+        ) from None
+
     try:
         return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -59,69 +126,42 @@ def _read_json() -> Any:
         ) from None
 
 
-def _revoked(key: ApiKey, message: dict[str, Any]) -> Any:
-    logger.warning(
-        "Rejected %s %s: API key %s is revoked",
-        message["type"],
-        message["id"],
-        key.prefix,
-    )
-    db.session.commit()
-    if message["type"] == protocol.MEMBERSHIP:
-        # suspend_subscription faults the connection in mParticle, so it stops
-        # instead of retrying a key that will never work again.
-        return jsonify(protocol.response(message, suspend_subscription=True))
-
-    raise ApiError(
-        401,
-        "revoked_api_key",
-        "The API key was revoked; generate a new one in the console.",
-        headers={"WWW-Authenticate": "Token"},
-    )
-
-
-def _receive_audience_message(key: ApiKey, message: dict[str, Any]) -> Any:
+def _store(key: ApiKey, message: dict[str, Any]) -> None:
+    """Commit the message to the inbox unless its ID was stored before."""
     account = key.account
-    if message["type"] == protocol.SUBSCRIPTION:
-        subscription = messages.parse_subscription(message)
-        profiles = []
-    else:
-        subscription = None
-        profiles = messages.parse_membership(message)
-
-    connector = apply.resolve_connector(account, messages.mparticle_account_id(message))
+    connector = apply.find_connector(account, messages.mparticle_account_id(message))
     connector.last_message_at = utcnow()
-    if not _seen_before(account.id, message["id"]):
-        db.session.add(
-            InboxMessage(
-                account_id=account.id,
-                connector_id=connector.id,
-                message_id=message["id"],
-                message_type=message["type"],
-                timestamp_ms=message["timestamp_ms"],
-                body=request.get_data(),
-                applied_at=utcnow(),
-            )
-        )
-        if subscription is not None:
-            apply.apply_subscription(account, connector, subscription)
-        else:
-            apply.apply_membership(
-                account, connector, profiles, message["timestamp_ms"]
-            )
+    ids = (message["type"], message["id"], account.id)
+    if _seen_before(account.id, message["id"]):
+        db.session.commit()
+        logger.info("Received %s %s for account %s again; ignored", *ids)
+        return
 
-    db.session.commit()
-    logger.info(
-        "Applied %s %s for account %s (%d profiles)",
-        message["type"],
-        message["id"],
-        account.id,
-        len(profiles),
+    row = InboxMessage(
+        account_id=account.id,
+        connector_id=connector.id,
+        message_id=message["id"],
+        message_type=message["type"],
+        timestamp_ms=message["timestamp_ms"],
+        body=request.get_data(),
+        status="pending",
     )
-    if message["type"] == protocol.MEMBERSHIP:
-        return jsonify(protocol.response(message, suspend_subscription=False))
+    db.session.add(row)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        # The same message arrived concurrently and the other request won.
+        db.session.rollback()
+        logger.info("Received %s %s for account %s twice at once", *ids)
+        return
 
-    return jsonify(protocol.response(message))
+    worker.notify()
+    logger.info(
+        "Received %s %s for account %s: inbox row %s, %d bytes",
+        *ids,
+        row.id,
+        request.content_length or 0,
+    )
 
 
 def _seen_before(account_id: int, message_id: str) -> bool:
@@ -132,3 +172,59 @@ def _seen_before(account_id: int, message_id: str) -> bool:
         )
     )
     return found is not None
+
+
+def _revoked(key: ApiKey, message: dict[str, Any]) -> Any:
+    if message["type"] != protocol.MEMBERSHIP:
+        raise _revoked_error()
+
+    # suspend_subscription faults the connection in mParticle, so it stops
+    # instead of retrying a key that will never work again.
+    error = _revoked_error()
+    error.status = 200
+    account_id = key.account_id
+    connector_id = delivery.connector_for_reject(account_id, message)
+    delivery.record_reject(account_id, connector_id, error, message, suspended=True)
+    logger.warning(
+        "Suspended %s %s for account %s: API key %s is revoked",
+        message["type"],
+        message["id"],
+        account_id,
+        key.prefix,
+    )
+    return jsonify(protocol.response(message, suspend_subscription=True))
+
+
+def _revoked_error() -> ApiError:
+    return ApiError(
+        401,
+        "revoked_api_key",
+        "The API key was revoked; generate a new one in the console.",
+        headers={"WWW-Authenticate": "Token"},
+    )
+
+
+def _record_reject(attempt: _Delivery, error: ApiError) -> None:
+    """Log a rejected request and add it to its account's delivery log."""
+    message = attempt.message
+    message_id = message.get("id") if isinstance(message, dict) else None
+    try:
+        db.session.rollback()
+        key = attempt.key or find_presented_key(request, message)
+        account_id = None if key is None else key.account_id
+        if account_id is not None:
+            connector_id = delivery.connector_for_reject(account_id, message)
+            delivery.record_reject(account_id, connector_id, error, message)
+    except SQLAlchemyError as e:
+        db.session.rollback()
+        account_id = None
+        logger.warning("Could not record a rejected request: %s", e)
+
+    logger.warning(
+        "Rejected message %r for account %s: %s %s (field %s)",
+        str(message_id)[:100] if message_id is not None else None,
+        account_id,
+        error.status,
+        error.code,
+        error.field,
+    )
