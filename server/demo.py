@@ -6,7 +6,15 @@ end-to-end tests work without reaching mParticle:
 - ``/demo/?mpid=<mpid>`` makes identify return that MPID;
 - without ``mpid`` the MPID is derived from the SDK's device stamp, so it is
   stable for one browser;
-- ``/demo/?mparticle=off`` serves the page without the SDK.
+- ``mparticle=off`` serves the page without the SDK, and ``mparticle=late``
+  loads it one second after the tag;
+- ``identify=fail`` makes the identity service answer 401, after which the
+  SDK never calls its ``ready`` callbacks;
+- ``tag=off`` leaves the tag out, ``anti_flicker=<ms>`` adds the anti-flicker
+  snippet hiding the offer for at most that long, and ``consent_flag=false``
+  sets ``window.audiencePullConsent = false`` before the tag;
+- ``tag_key`` and the names in :data:`TAG_ATTRIBUTES` are copied to the tag's
+  script element, so tests can try any setting of the tag.
 """
 
 from __future__ import annotations
@@ -33,25 +41,67 @@ bp = Blueprint("demo", __name__, url_prefix="/demo")
 #: Any string works: the fake services below do not check it.
 DEMO_MPARTICLE_KEY = "demo-web-key"
 
+#: Query parameters copied to the tag's ``data-*`` attributes.
+TAG_ATTRIBUTES = (
+    "api_base",
+    "mparticle_timeout",
+    "fetch_timeout",
+    "cache_max_age",
+    "cache_revalidate_after",
+    "consent",
+    "worker_start",
+    "debug",
+)
+
+#: Pinned "MPID" that makes the fake identity service fail.
+FAILING_IDENTITY = "fail"
+
 
 @bp.get("/")
 def shop() -> str:
-    account = db.session.scalar(select(Account).where(Account.name == DEMO_ACCOUNT))
-    if account is None:
-        abort(404, "No demo account yet; run 'flask --app server seed-demo'.")
-
     mpid = request.args.get("mpid", "").strip()
     if mpid:
         mpid = str(parse_mpid(mpid, "mpid"))
 
+    mparticle = request.args.get("mparticle", "on")
+    if mparticle not in ("on", "off", "late"):
+        abort(400, "mparticle must be on, off or late.")
+
     return render_template(
         "demo/shop.html",
-        tag_key=account.tag_key,
+        tag_key=_tag_key(),
+        tag_attributes=_tag_attributes(),
+        with_tag=request.args.get("tag") != "off",
         mpid=mpid,
-        with_mparticle=request.args.get("mparticle") != "off",
+        identity_path=FAILING_IDENTITY
+        if request.args.get("identify") == "fail"
+        else mpid or "auto",
+        mparticle=mparticle,
+        anti_flicker=request.args.get("anti_flicker", type=int),
+        consent_flag=request.args.get("consent_flag"),
         manifest=load_manifest(),
         mparticle_key=DEMO_MPARTICLE_KEY,
     )
+
+
+def _tag_key() -> str:
+    tag_key = request.args.get("tag_key", "").strip()
+    if tag_key:
+        return tag_key
+
+    account = db.session.scalar(select(Account).where(Account.name == DEMO_ACCOUNT))
+    if account is None:
+        abort(404, "No demo account yet; run 'flask --app server seed-demo'.")
+
+    return account.tag_key
+
+
+def _tag_attributes() -> dict[str, str]:
+    return {
+        "data-" + name.replace("_", "-"): request.args[name]
+        for name in TAG_ATTRIBUTES
+        if name in request.args
+    }
 
 
 @bp.after_request
@@ -72,6 +122,9 @@ def identity(pinned: str, action: str) -> Any:
 
     if action not in ("identify", "login", "logout"):
         abort(404)
+
+    if pinned == FAILING_IDENTITY:
+        return jsonify({"errors": [{"code": "unauthorized"}]}), 401
 
     body = request.get_json(force=True, silent=True) or {}
     known = body.get("known_identities") or {}
