@@ -22,7 +22,13 @@ const PYC_STDLIB_NAME = "python_stdlib.pyc.zip";
 const PAGE_MODULE = "browser.page";
 
 const workerStart = performance.now();
-const booting = bootPython();
+/**
+ * Pyodide and the `browser.page` module, once both are loaded. Exported so a
+ * test can boot Python exactly as the tag does and run other code in it.
+ *
+ * @type {Promise<{pyodide: object, page: object}>}
+ */
+export const booting = bootPython();
 // A boot failure is reported to the page at once, without a request id.
 booting.catch((error) => postError(error, undefined));
 
@@ -35,7 +41,8 @@ self.addEventListener("message", (event) => {
 /**
  * Load Pyodide and unpack the `browser` wheel, in parallel where possible.
  *
- * @returns {Promise<object>} the `browser.page` module as a PyProxy
+ * @returns {Promise<{pyodide: object, page: object}>} the Pyodide API and the
+ *   `browser.page` module as a PyProxy
  */
 async function bootPython() {
   const [pyodide, wheel] = await Promise.all([loadPython(), fetchWheel()]);
@@ -43,7 +50,7 @@ async function bootPython() {
   pyodide.runPython("import importlib; importlib.invalidate_caches()");
   const page = pyodide.pyimport(PAGE_MODULE);
   self.postMessage({ type: "booted", elapsedMs: performance.now() - workerStart });
-  return page;
+  return { pyodide, page };
 }
 
 /**
@@ -97,7 +104,7 @@ async function fetchWheel() {
  * @returns {Promise<void>}
  */
 async function evaluate({ id, apiBase, tagKey, mpid, fetchTimeoutMs, debug }) {
-  const page = await booting;
+  const { page } = await booting;
   page.configure_logging(Boolean(debug));
   const timeoutSeconds = fetchTimeoutMs / 1000;
   const resultJson = await page.evaluate_visitor_json(apiBase, tagKey, mpid, timeoutSeconds);
