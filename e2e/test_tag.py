@@ -405,7 +405,7 @@ def test_backend_down_error(decisions_page, tag_account, closed_port):
 
 @contextlib.contextmanager
 def _slow_visitor_api(target: str, delay_seconds: float) -> Iterator[str]:
-    """Serve a proxy of the tag API whose visitor lookups answer late."""
+    """Serve a proxy of the tag API whose visitor lookups respond late."""
 
     def application(environ: dict, start_response: Any) -> Any:
         request = WsgiRequest(environ)

@@ -8,8 +8,9 @@ end-to-end tests work without reaching mParticle:
   stable for one browser;
 - ``mparticle=off`` serves the page without the SDK, and ``mparticle=late``
   loads it one second after the tag;
-- ``identify=fail`` makes the identity service answer 401, after which the
-  SDK never calls its ``ready`` callbacks;
+- ``identify=fail`` makes the identity service respond with 401, after which the
+  SDK never calls its ``ready`` callbacks, and ``identify_delay=<ms>`` makes
+  it respond that late (at most :data:`MAX_IDENTIFY_DELAY_MS`);
 - ``tag=off`` leaves the tag out, ``anti_flicker=<ms>`` adds the anti-flicker
   snippet hiding the offer for at most that long, and ``consent_flag=false``
   sets ``window.audiencePullConsent = false`` before the tag;
@@ -20,6 +21,7 @@ end-to-end tests work without reaching mParticle:
 from __future__ import annotations
 
 import hashlib
+import time
 from typing import Any
 
 from flask import Blueprint
@@ -56,6 +58,9 @@ TAG_ATTRIBUTES = (
 #: Pinned "MPID" that makes the fake identity service fail.
 FAILING_IDENTITY = "fail"
 
+#: Longest delay the fake identity service adds before it responds.
+MAX_IDENTIFY_DELAY_MS = 5000
+
 
 @bp.get("/")
 def shop() -> str:
@@ -73,15 +78,23 @@ def shop() -> str:
         tag_attributes=_tag_attributes(),
         with_tag=request.args.get("tag") != "off",
         mpid=mpid,
-        identity_path=FAILING_IDENTITY
-        if request.args.get("identify") == "fail"
-        else mpid or "auto",
+        identity_path=_identity_path(mpid),
         mparticle=mparticle,
         anti_flicker=request.args.get("anti_flicker", type=int),
         consent_flag=request.args.get("consent_flag"),
         manifest=load_manifest(),
         mparticle_key=DEMO_MPARTICLE_KEY,
     )
+
+
+def _identity_path(mpid: str) -> str:
+    """Return the path under /demo/identity/ that the page's SDK calls."""
+    pinned = FAILING_IDENTITY if request.args.get("identify") == "fail" else mpid
+    delay_ms = request.args.get("identify_delay", 0, type=int)
+    if not 0 <= delay_ms <= MAX_IDENTIFY_DELAY_MS:
+        abort(400, f"identify_delay must be 0 to {MAX_IDENTIFY_DELAY_MS} ms.")
+
+    return f"{pinned or 'auto'}/delay/{delay_ms}"
 
 
 def _tag_key() -> str:
@@ -114,11 +127,15 @@ def _allow_sdk_calls(response: Response) -> Response:
     return response
 
 
-@bp.route("/identity/<pinned>/v1/<action>", methods=["POST", "OPTIONS"])
-def identity(pinned: str, action: str) -> Any:
+@bp.route(
+    "/identity/<pinned>/delay/<int:delay_ms>/v1/<action>", methods=["POST", "OPTIONS"]
+)
+def identity(pinned: str, delay_ms: int, action: str) -> Any:
     """Answer the SDK's identify, login and logout calls like mParticle would."""
     if request.method == "OPTIONS":
         return "", 204
+
+    time.sleep(min(delay_ms, MAX_IDENTIFY_DELAY_MS) / 1000)
 
     if action not in ("identify", "login", "logout"):
         abort(404)
@@ -140,8 +157,11 @@ def identity(pinned: str, action: str) -> Any:
     )
 
 
-@bp.route("/identity/<pinned>/v1/<mpid>/modify", methods=["POST", "OPTIONS"])
-def modify(pinned: str, mpid: str) -> Any:
+@bp.route(
+    "/identity/<pinned>/delay/<int:delay_ms>/v1/<mpid>/modify",
+    methods=["POST", "OPTIONS"],
+)
+def modify(pinned: str, delay_ms: int, mpid: str) -> Any:
     if request.method == "OPTIONS":
         return "", 204
 

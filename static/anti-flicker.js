@@ -39,12 +39,12 @@
   document.head.appendChild(style);
 
   let timer = 0;
-  const release = (why) => {
+  const release = (trigger) => {
     clearTimeout(timer);
     document.removeEventListener("audiencepull:ready", onReady);
     if (style.isConnected) {
       style.remove();
-      document.documentElement.setAttribute(RELEASED_ATTRIBUTE, why);
+      document.documentElement.setAttribute(RELEASED_ATTRIBUTE, trigger);
     }
   };
   const onReady = () => release("decision");

@@ -54,7 +54,7 @@
   // A cold start measured 1.0-1.5 s in Chromium 156 on a 2-core VM over
   // loopback. Slow phones on slow links can take many times that.
   const WORKER_TIMEOUT_MS = 60000;
-  // An idle worker holds Pyodide's memory (tens of MB), so it is stopped; a
+  // An idle worker keeps Pyodide's memory (tens of MB), so it is stopped; a
   // later MPID change boots it again.
   const WORKER_IDLE_MS = 30000;
   const REPORT_INTERVAL_MS = 24 * 60 * 60 * 1000;
@@ -675,7 +675,7 @@
   }
 
   /**
-   * Return whether the cache holds a decision young enough to skip a boot.
+   * Return whether the cache contains a decision young enough to skip a boot.
    *
    * The MPID is not known yet when this is called, so this is a guess that a
    * returning visitor keeps their MPID.
@@ -892,7 +892,7 @@
 
   /**
    * Tell the server whether this page has mParticle, at most once a day per
-   * browser for each of the two answers. It sends nothing about the visitor.
+   * browser for each of the two values. It sends nothing about the visitor.
    *
    * @param {boolean} found
    */
