@@ -378,6 +378,20 @@ def test_failing_identify_no_mpid(decisions_page, tag_account, tag_requests):
     expect(page.locator("html")).to_have_attribute("data-audience-pull", "no-mpid")
 
 
+def test_mpid_after_timeout_still_decided(decisions_page, tag_account):
+    page = decisions_page
+    page.goto(
+        tag_account.url(MEMBER_MPID, identify_delay="2000", mparticle_timeout="300")
+    )
+    no_mpid, decided = wait_for_decisions(page, 2)
+
+    assert no_mpid["status"] == "no-mpid"
+    assert decided["status"] == "ready"
+    assert decided["mpid"] == MEMBER_MPID
+    assert decided["segments"]["Cart abandoners"] is True
+    assert page.evaluate("window.audiencePull.ready") == no_mpid
+
+
 # Backend failures.
 
 
