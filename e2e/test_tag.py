@@ -613,13 +613,31 @@ def test_no_debug_panel_by_default(decisions_page, tag_account):
 
 
 LONG_TASK_LIMIT_MS = 50
+TAG_SCRIPT_NAMES = ("tag.js", "tag-debug.js", "anti-flicker.js")
+# A long task entry records only that the main thread was busy. Long
+# animation frames (Chromium 123 and later) also list the scripts that ran in
+# them, with their URLs, and that attributes a long task to the tag or not.
 OBSERVE_LONG_TASKS = """
 window.__longTasks = [];
+window.__longFrames = [];
 new PerformanceObserver((list) => {
   for (const entry of list.getEntries()) {
     window.__longTasks.push({ start: entry.startTime, duration: entry.duration });
   }
 }).observe({ type: "longtask", buffered: true });
+new PerformanceObserver((list) => {
+  for (const entry of list.getEntries()) {
+    window.__longFrames.push({
+      start: entry.startTime,
+      duration: entry.duration,
+      scripts: entry.scripts.map((script) => ({
+        url: script.sourceURL,
+        invoker: script.invoker,
+        duration: script.duration,
+      })),
+    });
+  }
+}).observe({ type: "long-animation-frame", buffered: true });
 """
 # The busy loop runs in a timer task of the page's own, like page code would.
 BLOCK_MAIN_THREAD = """
@@ -631,8 +649,19 @@ BLOCK_MAIN_THREAD = """
 """
 
 
-def long_tasks_until_settled(page: Page, url: str) -> list[float]:
-    """Load ``url`` and return long task durations until 2 s after the result."""
+def is_tag_script(script: dict[str, Any]) -> bool:
+    path = urllib.parse.urlsplit(script["url"]).path
+    return path.startswith("/static/") and path.rsplit("/", 1)[-1] in TAG_SCRIPT_NAMES
+
+
+def overlaps(task: dict[str, float], frame: dict[str, Any]) -> bool:
+    task_end = task["start"] + task["duration"]
+    frame_end = frame["start"] + frame["duration"]
+    return frame["start"] <= task_end and task["start"] <= frame_end
+
+
+def observe_until_settled(page: Page, url: str) -> dict[str, list[dict[str, Any]]]:
+    """Load ``url`` and return its long tasks and frames until 2 s after the result."""
     page.add_init_script(OBSERVE_LONG_TASKS)
     page.goto(url)
     page.wait_for_function(
@@ -640,37 +669,55 @@ def long_tasks_until_settled(page: Page, url: str) -> list[float]:
         timeout=TAG_TIMEOUT_MS,
     )
     page.wait_for_timeout(2000)
-    tasks = page.evaluate("window.__longTasks")
-    return [task["duration"] for task in tasks if task["duration"] > LONG_TASK_LIMIT_MS]
+    return page.evaluate("({tasks: window.__longTasks, frames: window.__longFrames})")
 
 
-def test_tag_causes_no_long_task(page, browser, tag_account):
-    with_tag = long_tasks_until_settled(page, tag_account.url(MEMBER_MPID))
+def test_tag_causes_no_long_task(page, tag_account):
+    # The debug panel and the anti-flicker snippet run too, so every script of
+    # the tag that runs on the main thread is observed.
+    url = tag_account.url(MEMBER_MPID, anti_flicker="30000", audience_pull_debug="1")
+    observed = observe_until_settled(page, url)
     result = page.evaluate("window.audiencePull.getResult()")
+    supported = page.evaluate("PerformanceObserver.supportedEntryTypes")
 
+    assert "long-animation-frame" in supported
     assert result["source"] == "network"
     assert "worker_booted_ms" in result["timings"]
-    if with_tag:
-        # The SDK or the machine may cause some; the page without the tag
-        # must show as many, or the tag caused one.
-        context = browser.new_context(base_url=tag_account.server.url)
-        try:
-            baseline_page = context.new_page()
-            baseline_page.add_init_script(OBSERVE_LONG_TASKS)
-            baseline_page.goto(tag_account.url(MEMBER_MPID, tag="off"))
-            baseline_page.wait_for_timeout(3000)
-            baseline = baseline_page.evaluate("window.__longTasks")
-        finally:
-            context.close()
-        without_tag = [task["duration"] for task in baseline]
-        assert len(with_tag) <= len(
-            [duration for duration in without_tag if duration > LONG_TASK_LIMIT_MS]
-        ), (with_tag, without_tag)
+    tag_scripts = [
+        script
+        for frame in observed["frames"]
+        for script in frame["scripts"]
+        if is_tag_script(script)
+    ]
+    assert [
+        script for script in tag_scripts if script["duration"] > LONG_TASK_LIMIT_MS
+    ] == []
 
-    # The observer works: a 120 ms busy loop shows up as a long task.
+    # A long task counts against the tag when the longest script in the frames
+    # around it is one of the tag's. Comparing counts with the page without
+    # the tag flaked under machine load (load average near 4 on 2 cores). A
+    # frame of about 200 ms with no script of 5 ms or more was then seen right
+    # at the decision, while the worker and other processes used both cores.
+    # NOTE: that frame is CPU starvation by this reading, not tag code; it did
+    # not appear on an idle machine.
+    long_tasks = [
+        task for task in observed["tasks"] if task["duration"] > LONG_TASK_LIMIT_MS
+    ]
+    for task in long_tasks:
+        scripts = [
+            script
+            for frame in observed["frames"]
+            if overlaps(task, frame)
+            for script in frame["scripts"]
+        ]
+        longest = max(scripts, key=lambda script: script["duration"], default=None)
+        assert longest is None or not is_tag_script(longest), (task, scripts)
+
+    # The observers work: a 120 ms busy loop shows up in both.
     page.evaluate(BLOCK_MAIN_THREAD)
     page.wait_for_function(
-        "limit => window.__longTasks.some((task) => task.duration > limit)",
+        "limit => window.__longTasks.some((task) => task.duration > limit)"
+        " && window.__longFrames.some((frame) => frame.duration > limit)",
         arg=LONG_TASK_LIMIT_MS,
         timeout=5000,
     )
