@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 
 # The vendor step pins Pyodide and the mParticle Web SDK, checks their npm
 # tarball integrity and builds the browser package; see scripts/vendor.py.
-static/vendor/.built: $(VENV)/.installed vendor.json scripts/vendor.py scripts/*.mjs $(shell find browser -name "*.py")
+static/vendor/.built: $(VENV)/.installed vendor.json scripts/vendor.py scripts/*.mjs $(shell find browser -name "*.py") static/*.js static/*.mjs
 	$(BIN)/python scripts/vendor.py
 
 run: install

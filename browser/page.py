@@ -28,7 +28,8 @@ if IN_PYODIDE:
 
 logger = logging.getLogger(__name__)
 
-#: Time allowed for each tag API request, from sending it to reading the body.
+#: Default time allowed for each tag API request, from sending it to reading
+#: the body. The tag passes its own ``data-fetch-timeout``.
 FETCH_TIMEOUT_SECONDS = 10.0
 
 
@@ -64,7 +65,12 @@ def visitor_url(api_base: str, tag_key: str, mpid: str) -> str:
     return f"{api_base.rstrip('/')}/tag/v1/{tag_path}/visitors/{quote(mpid, safe='')}"
 
 
-async def evaluate_visitor(api_base: str, tag_key: str, mpid: str) -> dict[str, Any]:
+async def evaluate_visitor(
+    api_base: str,
+    tag_key: str,
+    mpid: str,
+    timeout_seconds: float = FETCH_TIMEOUT_SECONDS,
+) -> dict[str, Any]:
     """Fetch the segments and the visitor's audiences, then evaluate them.
 
     The two requests run concurrently. When the segments cannot be fetched
@@ -75,12 +81,15 @@ async def evaluate_visitor(api_base: str, tag_key: str, mpid: str) -> dict[str, 
     :param api_base: origin (and optional path prefix) of the tag API.
     :param tag_key: the public key from the site's tag snippet.
     :param mpid: the visitor's mParticle ID, a signed 64-bit integer as text.
+    :param timeout_seconds: time allowed for each request.
     :return: a JSON-serialisable dict, see :func:`build_result`.
     :raise TagApiError: when the segment definitions cannot be fetched.
     """
     segments_response, visitor_response = await asyncio.gather(
-        fetch_text(segments_url(api_base, tag_key), SEGMENTS_LABEL),
-        fetch_text(visitor_url(api_base, tag_key, mpid), VISITOR_LABEL),
+        fetch_text(segments_url(api_base, tag_key), SEGMENTS_LABEL, timeout_seconds),
+        fetch_text(
+            visitor_url(api_base, tag_key, mpid), VISITOR_LABEL, timeout_seconds
+        ),
         return_exceptions=True,
     )
     if isinstance(segments_response, BaseException):
@@ -101,14 +110,20 @@ async def evaluate_visitor(api_base: str, tag_key: str, mpid: str) -> dict[str, 
     return build_result(mpid, audiences, audiences_error, results)
 
 
-async def evaluate_visitor_json(api_base: str, tag_key: str, mpid: str) -> str:
+async def evaluate_visitor_json(
+    api_base: str,
+    tag_key: str,
+    mpid: str,
+    timeout_seconds: float = FETCH_TIMEOUT_SECONDS,
+) -> str:
     """Run :func:`evaluate_visitor` and return its result as JSON text.
 
     The worker calls this entry point and parses the text with
     ``JSON.parse``: Pyodide's ``to_js`` turns ``None`` into ``undefined``,
     while JSON keeps ``null`` for undecided segments.
     """
-    return json.dumps(await evaluate_visitor(api_base, tag_key, mpid))
+    result = await evaluate_visitor(api_base, tag_key, mpid, timeout_seconds)
+    return json.dumps(result)
 
 
 def configure_logging(debug: bool) -> None:
@@ -216,10 +231,14 @@ def error_detail(body: object) -> str:
     return f": {error.get('code')}: {error.get('message')}"
 
 
-async def fetch_text(url: str, label: str) -> ApiResponse:
+async def fetch_text(
+    url: str, label: str, timeout_seconds: float = FETCH_TIMEOUT_SECONDS
+) -> ApiResponse:
     """GET ``url`` and return its status and body text.
 
-    The request is aborted after :data:`FETCH_TIMEOUT_SECONDS`.
+    The request sends no cookies and no ``Referer``, so the tag API learns
+    nothing about the visitor but the MPID in the URL. Waiting for it stops
+    after ``timeout_seconds``.
 
     :raise TagApiError: on a network error, a timeout, or outside Pyodide.
     """
@@ -227,17 +246,18 @@ async def fetch_text(url: str, label: str) -> ApiResponse:
         raise TagApiError("fetching needs Pyodide; run this module in the browser")
 
     try:
-        async with asyncio.timeout(FETCH_TIMEOUT_SECONDS):
+        async with asyncio.timeout(timeout_seconds):
             response = await pyfetch(
                 url,
                 method="GET",
                 headers={"Accept": "application/json"},
                 credentials="omit",
+                referrerPolicy="no-referrer",
             )
             text = await response.text()
     except TimeoutError:
         raise TagApiError(
-            f"{label}: no response within {FETCH_TIMEOUT_SECONDS:g} s"
+            f"{label}: no response within {timeout_seconds:g} s"
         ) from None
     except OSError as error:
         # pyfetch raises its AbortError, an OSError, for any failed fetch:

@@ -30,6 +30,7 @@ from werkzeug.serving import make_server
 
 from server import create_app
 from server.extensions import db
+from server.firehose import worker
 from tests.conftest import throwaway_postgres_database
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium")
@@ -107,6 +108,9 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         finally:
             server.shutdown()
             thread.join()
+            # The embedded Firehose worker thread must stop before its
+            # database is dropped, or it keeps retrying a database that is gone.
+            worker.stop_thread()
             with app.app_context():
                 db.engine.dispose()
 

@@ -10,7 +10,9 @@ checks the tarball's sha512 against the pin and then builds
 * ``mparticle-web-sdk/<version>/mparticle.js``: the SDK's UMD build;
 * ``browser/<hash>/``: a deterministic wheel of the ``browser`` package;
 * ``.br`` copies of the text and wasm files, ``manifest.json`` for the server,
-  ``assets.mjs`` for the tag's worker, and the ``.built`` marker for make.
+  ``assets.mjs`` for the tag's worker, and the ``.built`` marker for make;
+* ``.br`` copies of the tag's own scripts in ``static/`` (``tag.js`` and the
+  files next to it), which are not versioned but are fetched on every page.
 
 Steps whose inputs have not changed are skipped, so a second run takes well
 under a second. ``--force`` rebuilds everything.
@@ -146,6 +148,7 @@ def build(force: bool) -> None:
     write_if_changed(VENDOR_DIR / "assets.mjs", assets_module(manifest))
 
     compress_tree(VENDOR_DIR, force)
+    compress_tag_scripts(VENDOR_DIR.parent, force)
     (VENDOR_DIR / ".built").write_text(manifest_json(manifest))
 
 
@@ -521,6 +524,25 @@ def compress_tree(folder: Path, force: bool) -> None:
     )
 
 
+def compress_tag_scripts(static_dir: Path, force: bool) -> None:
+    """Write ``.br`` copies of the scripts directly in ``static/``.
+
+    The server serves a copy only when it is not older than its source, so
+    a script edited after this step is served uncompressed, never stale.
+    """
+    remove_orphan_brotli_files(static_dir, recursive=False)
+    scripts = [
+        path
+        for pattern in ("*.js", "*.mjs")
+        for path in sorted(static_dir.glob(pattern))
+        if force or not brotli_is_fresh(path)
+    ]
+    for path in scripts:
+        write_brotli_copy(path, brotli_quality(path))
+
+    logger.info("tag scripts: wrote %d brotli copies", len(scripts))
+
+
 def brotli_quality(path: Path) -> int | None:
     """Return the brotli quality for ``path``, or None when it gets no copy."""
     if path.name in BROTLI_LARGE_BINARY_NAMES:
@@ -553,8 +575,9 @@ def write_brotli_copy(path: Path, quality: int) -> None:
     write_atomically(path.with_name(path.name + ".br"), compressed)
 
 
-def remove_orphan_brotli_files(folder: Path) -> None:
-    for compressed in folder.rglob("*.br"):
+def remove_orphan_brotli_files(folder: Path, recursive: bool = True) -> None:
+    pattern = folder.rglob if recursive else folder.glob
+    for compressed in pattern("*.br"):
         if not compressed.with_suffix("").exists():
             compressed.unlink()
 

@@ -33,6 +33,10 @@ class Account(db.Model):
     name: Mapped[str] = mapped_column(String(100), unique=True)
     tag_key: Mapped[str] = mapped_column(String(40), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: Last time a tag of this account reported a page with the mParticle Web
+    #: SDK, and without it. Written at most once a minute (see server.tag_api).
+    mparticle_seen_at: Mapped[datetime | None]
+    mparticle_missing_at: Mapped[datetime | None]
 
     connectors: Mapped[list[Connector]] = relationship(back_populates="account")
 

@@ -46,7 +46,9 @@ def serve_static(filename: str) -> Response:
 
     mimetype = mimetypes.guess_type(filename)[0] or "application/octet-stream"
     compressed = Path(path + ".br")
-    use_brotli = "br" in request.accept_encodings and compressed.is_file()
+    use_brotli = "br" in request.accept_encodings and _is_current_copy(
+        compressed, Path(path)
+    )
     response = send_file(
         compressed if use_brotli else path,
         mimetype=mimetype,
@@ -58,6 +60,20 @@ def serve_static(filename: str) -> Response:
 
     _set_headers(response, filename)
     return response
+
+
+def _is_current_copy(compressed: Path, original: Path) -> bool:
+    """Return whether ``compressed`` exists and is not older than ``original``.
+
+    An edited file whose ``.br`` copy was not rebuilt is served uncompressed,
+    never as its old content.
+    """
+    try:
+        compressed_mtime = compressed.stat().st_mtime_ns
+    except FileNotFoundError:
+        return False
+
+    return compressed_mtime >= original.stat().st_mtime_ns
 
 
 def _set_headers(response: Any, filename: str) -> None:

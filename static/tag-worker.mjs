@@ -7,11 +7,12 @@
 // against the page.
 //
 // Messages from the page:
-//   {type: "evaluate", apiBase, tagKey, mpid, debug}
+//   {type: "evaluate", id, apiBase, tagKey, mpid, fetchTimeoutMs, debug}
 // Messages to the page:
 //   {type: "booted", elapsedMs}    Pyodide and the package are loaded
-//   {type: "result", result}       the dict from browser.page.evaluate_visitor
-//   {type: "error", message}       booting or evaluating failed
+//   {type: "result", id, result}   the dict from browser.page.evaluate_visitor
+//   {type: "error", id, message}   evaluating request `id` failed
+//   {type: "error", message}       booting failed, so every request fails
 
 import { browser as browserAsset, pyodide as pyodideAsset } from "./vendor/assets.mjs";
 
@@ -21,21 +22,27 @@ const PYC_STDLIB_NAME = "python_stdlib.pyc.zip";
 const PAGE_MODULE = "browser.page";
 
 const workerStart = performance.now();
-const booting = bootPython();
-// A boot failure is reported when the page's "evaluate" message arrives. This
-// handler keeps it from being logged as an unhandled rejection before that.
-booting.catch(() => {});
+/**
+ * Pyodide and the `browser.page` module, once both are loaded. Exported so a
+ * test can boot Python exactly as the tag does and run other code in it.
+ *
+ * @type {Promise<{pyodide: object, page: object}>}
+ */
+export const booting = bootPython();
+// A boot failure is reported to the page at once, without a request id.
+booting.catch((error) => postError(error, undefined));
 
 self.addEventListener("message", (event) => {
   if (event.data?.type === "evaluate") {
-    evaluate(event.data).catch((error) => postError(error));
+    evaluate(event.data).catch((error) => postError(error, event.data.id));
   }
 });
 
 /**
  * Load Pyodide and unpack the `browser` wheel, in parallel where possible.
  *
- * @returns {Promise<object>} the `browser.page` module as a PyProxy
+ * @returns {Promise<{pyodide: object, page: object}>} the Pyodide API and the
+ *   `browser.page` module as a PyProxy
  */
 async function bootPython() {
   const [pyodide, wheel] = await Promise.all([loadPython(), fetchWheel()]);
@@ -43,7 +50,7 @@ async function bootPython() {
   pyodide.runPython("import importlib; importlib.invalidate_caches()");
   const page = pyodide.pyimport(PAGE_MODULE);
   self.postMessage({ type: "booted", elapsedMs: performance.now() - workerStart });
-  return page;
+  return { pyodide, page };
 }
 
 /**
@@ -71,7 +78,11 @@ async function fetchWheel() {
   try {
     // The browser rejects the response when its hash differs (subresource
     // integrity), so a tampered or stale wheel never reaches Python.
-    response = await fetch(url, { integrity: browserAsset.integrity });
+    response = await fetch(url, {
+      integrity: browserAsset.integrity,
+      credentials: "omit",
+      referrerPolicy: "no-referrer",
+    });
   } catch (error) {
     // A hash mismatch and a network error both reject with a TypeError.
     const reason = error.message;
@@ -88,23 +99,26 @@ async function fetchWheel() {
 /**
  * Evaluate the visitor's segments and post the result to the page.
  *
- * @param {{apiBase: string, tagKey: string, mpid: string, debug: boolean}} request
+ * @param {{id: number, apiBase: string, tagKey: string, mpid: string,
+ *   fetchTimeoutMs: number, debug: boolean}} request
  * @returns {Promise<void>}
  */
-async function evaluate({ apiBase, tagKey, mpid, debug }) {
-  const page = await booting;
+async function evaluate({ id, apiBase, tagKey, mpid, fetchTimeoutMs, debug }) {
+  const { page } = await booting;
   page.configure_logging(Boolean(debug));
-  const resultJson = await page.evaluate_visitor_json(apiBase, tagKey, mpid);
-  self.postMessage({ type: "result", result: JSON.parse(resultJson) });
+  const timeoutSeconds = fetchTimeoutMs / 1000;
+  const resultJson = await page.evaluate_visitor_json(apiBase, tagKey, mpid, timeoutSeconds);
+  self.postMessage({ type: "result", id, result: JSON.parse(resultJson) });
 }
 
 /**
  * Post an error message to the page.
  *
  * @param {unknown} error
+ * @param {number | undefined} id the request that failed, or undefined for boot
  */
-function postError(error) {
-  self.postMessage({ type: "error", message: describeError(error) });
+function postError(error, id) {
+  self.postMessage({ type: "error", id, message: describeError(error) });
 }
 
 /**
