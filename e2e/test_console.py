@@ -1,7 +1,13 @@
-"""Console flows in Chromium: sign-in, Integration Hub, audiences, isolation, XSS."""
+"""Console flows in Chromium: sign-in, Integration Hub, delivery log, audiences,
+isolation, XSS."""
 
 from __future__ import annotations
 
+import time
+import uuid
+from collections.abc import Callable
+
+from playwright.sync_api import Locator
 from playwright.sync_api import Page
 from playwright.sync_api import expect
 
@@ -10,8 +16,52 @@ from e2e.console_helpers import login
 from e2e.console_helpers import new_account
 from e2e.console_helpers import open_page
 from e2e.console_helpers import subscribe
+from tests.conftest import load_fixture
 
 XSS_NAME = "<img src=x onerror=alert(1)>"
+#: How long to reload a page while the live server's worker applies messages.
+APPLY_TIMEOUT_S = 15
+#: How long each check inside :func:`reload_until` waits before a reload.
+RELOAD_AFTER_MS = 500
+
+
+def reload_until(page: Page, check: Callable[[], None]) -> None:
+    """Reload the page until ``check`` passes, for changes the worker applies.
+
+    The live server applies Firehose messages in a background thread shortly
+    after acknowledging them, so a page loaded right after a POST may not
+    show them yet. ``check`` runs an ``expect`` with ``RELOAD_AFTER_MS``.
+    """
+    deadline = time.monotonic() + APPLY_TIMEOUT_S
+    while True:
+        try:
+            check()
+            return
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            page.reload()
+
+
+def reload_until_text(page: Page, locator: Locator, text: str) -> None:
+    """Reload the page until ``locator`` contains ``text``."""
+    reload_until(
+        page, lambda: expect(locator).to_contain_text(text, timeout=RELOAD_AFTER_MS)
+    )
+
+
+def open_connector(page: Page, name: str) -> None:
+    open_page(page, "Integration Hub")
+    page.get_by_role("link", name="mParticle", exact=True).click()
+    page.get_by_role("link", name=name).click()
+    expect(page.get_by_role("heading", name=f"mParticle – {name}")).to_be_visible()
+
+
+def fixture_message(name: str) -> dict:
+    """Return one of mParticle's example messages with a fresh message ID."""
+    message = load_fixture(name)
+    message["id"] = str(uuid.uuid4())
+    return message
 
 
 def test_sign_in_wrong_password_then_right(page: Page, live_server):
@@ -58,6 +108,7 @@ def test_setup_connector_and_status(page: Page, live_server):
     )
     assert status_code == 200
     page.reload()
+    reload_until_text(page, page.get_by_test_id("member-count"), "1")
     expect(status).to_contain_text("Receiving")
     expect(status).not_to_contain_text("Known after the first message")
     expect(status).to_contain_text("123456")
@@ -71,6 +122,80 @@ def test_setup_connector_and_status(page: Page, live_server):
     expect(
         page.get_by_text("No pull integration matches “salesforce”.")
     ).to_be_visible()
+
+
+def test_connector_counts_and_rejects(page: Page, live_server):
+    account = new_account(live_server, connector="Web shop")
+    subscribe(live_server, account, 456, "Cart abandoners")
+    membership = fixture_message("audience_membership_change_request")
+    ping = fixture_message("audience_membership_change_request")
+    del ping["user_profiles"]
+    bad_mpid = fixture_message("audience_membership_change_request")
+    bad_mpid["user_profiles"][0]["mpid"] = "not-an-mpid"
+    for message, expected in ((membership, 200), (ping, 200), (bad_mpid, 400)):
+        status, body = live_server.post_firehose(message, api_key=account.api_key)
+        assert status == expected, body
+
+    login(page, account.email)
+    open_connector(page, "Web shop")
+
+    counts = page.get_by_test_id("delivery-counts")
+    reload_until_text(
+        page,
+        counts,
+        "Membership changes add 1 · delete 1 · attribute_update 1"
+        " · verification pings 1",
+    )
+    expect(counts).to_contain_text("Audience subscriptions add 1")
+    expect(counts.get_by_test_id("lag")).to_contain_text("ms")
+    expect(page.get_by_test_id("connector-status")).to_contain_text("Receiving")
+    expect(page.get_by_test_id("pending-count")).to_have_text("0")
+    expect(page.get_by_test_id("failed-count")).to_have_text("0")
+
+    row = (
+        page.get_by_test_id("rejects")
+        .get_by_role("row")
+        .filter(has_text=bad_mpid["id"])
+    )
+    cells = row.get_by_role("cell")
+    expect(cells.nth(1)).to_have_text("400")
+    expect(cells.nth(2)).to_have_text("invalid_field")
+    expect(cells.nth(3)).to_contain_text("signed 64-bit integer")
+    expect(cells.nth(4)).to_have_text("user_profiles[0].mpid")
+    expect(cells.nth(5)).to_have_text(bad_mpid["id"])
+
+
+def test_revoked_key_faults_connector(page: Page, live_server):
+    account = new_account(live_server, connector="App")
+    subscribe(live_server, account, 456, "Cart abandoners")
+    status, _ = change_membership(
+        live_server, account, 7, {456: ("Cart abandoners", "add")}
+    )
+    assert status == 200
+    login(page, account.email)
+    open_page(page, "API key")
+    page.get_by_role("row", name="e2e").get_by_role("button", name="Revoke e2e").click()
+    expect(page.get_by_role("row", name="e2e")).to_contain_text("Revoked")
+
+    open_connector(page, "App")
+    status_card = page.get_by_test_id("connector-status")
+    expect(status_card).to_contain_text("Receiving")
+    expect(status_card).to_contain_text("Every API key of this account is revoked")
+
+    status, body = change_membership(
+        live_server, account, 7, {456: ("Cart abandoners", "delete")}
+    )
+    assert status == 200
+    assert body["suspend_subscription"] is True
+    page.reload()
+    expect(status_card).to_contain_text("Faulted")
+    fault = page.get_by_test_id("fault")
+    expect(fault).to_contain_text("used a revoked API key")
+    expect(fault).to_contain_text("click Resume on the faulted connection")
+    expect(fault.get_by_role("link", name="Integrations › API key")).to_be_visible()
+    reject = page.get_by_test_id("rejects").get_by_role("row").nth(1)
+    expect(reject).to_contain_text("revoked_api_key")
+    expect(reject).to_contain_text("suspended")
 
 
 def test_audiences_counts_and_removal(page: Page, live_server):
@@ -92,12 +217,17 @@ def test_audiences_counts_and_removal(page: Page, live_server):
     section = page.get_by_role("region", name="mParticle – App")
     cart = section.locator("tr[data-audience-id='456']")
     expect(cart.get_by_role("cell").nth(1)).to_have_text("Cart abandoners")
-    expect(cart.get_by_role("cell").nth(2)).to_have_text("2")
+    reload_until(
+        page,
+        lambda: expect(cart.get_by_role("cell").nth(2)).to_have_text(
+            "2", timeout=RELOAD_AFTER_MS
+        ),
+    )
     expect(section.locator("tr[data-audience-id='789'] td").nth(2)).to_have_text("0")
 
     subscribe(live_server, account, 789, "Churn risk", action="remove")
-    page.reload()
-    expect(section.locator("tr[data-audience-id='789']")).to_have_count(0)
+    churn = section.locator("tr[data-audience-id='789']")
+    reload_until(page, lambda: expect(churn).to_have_count(0, timeout=RELOAD_AFTER_MS))
     expect(section.locator("tr[data-audience-id='456']")).to_have_count(1)
 
 

@@ -1,11 +1,21 @@
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from sqlalchemy import select
 
+from server.console.connector_status import count_lines
+from server.console.connector_status import format_duration
 from server.extensions import db
+from server.firehose.delivery import FAULT_AFTER_REJECTS
+from server.firehose.delivery import VERIFICATION
+from server.firehose.protocol import MEMBERSHIP
+from server.firehose.protocol import SUBSCRIPTION
+from server.firehose.worker import apply_pending
 from server.models import ApiKey
 from server.models import Connector
+from server.models import InboxMessage
 from tests.conftest import load_fixture
 
 XSS_NAME = "<img src=x onerror=alert(1)>"
@@ -16,6 +26,41 @@ def signed_in(account, make_user, sign_in):
     make_user(account[0].name, "ann@example.com")
     sign_in("ann@example.com")
     return account
+
+
+def _connector_page(client, connector_id):
+    response = client.get(f"/console/integrations/connectors/{connector_id}")
+    assert response.status_code == 200
+    return response.text
+
+
+def _section(html, test_id):
+    """Return the HTML from ``data-testid`` to the section's end, spaces collapsed."""
+    start = html.index(f'data-testid="{test_id}"')
+    return " ".join(html[start : html.index("</section>", start)].split())
+
+
+def _store_unreadable_message(connector):
+    """Store an inbox message the worker cannot apply, as a bug would leave one."""
+    db.session.add(
+        InboxMessage(
+            account_id=connector.account_id,
+            connector_id=connector.id,
+            message_id="unreadable",
+            message_type="audience_membership_change_request",
+            timestamp_ms=1,
+            body=b"{}",
+        )
+    )
+    db.session.commit()
+
+
+def _ping():
+    """Return mParticle's membership example without profiles: a verification ping."""
+    message = load_fixture("audience_membership_change_request")
+    del message["user_profiles"]
+    message["id"] = str(uuid.uuid4())
+    return message
 
 
 def _subscribe(firehose, audience_id, name, action="add"):
@@ -80,16 +125,110 @@ def test_connector_waiting_then_receiving(client, signed_in, firehose):
     assert "Not reported yet" in html
 
 
-def test_connector_faulted_when_keys_revoked(client, signed_in, firehose):
+def test_connector_counts_per_action(client, signed_in, firehose):
+    connector = db.session.scalar(select(Connector))
+    _subscribe(firehose, 456, "Buyers")
+    firehose.post(load_fixture("audience_membership_change_request"))
+    firehose.post(_ping())
+
+    html = _connector_page(client, connector.id)
+
+    counts = _section(html, "delivery-counts")
+    assert "<dt>Audience subscriptions</dt> <dd>add 1</dd>" in counts
+    assert (
+        "<dt>Membership changes</dt> <dd>add 1 · delete 1 · "
+        "attribute_update 1 · verification pings 1</dd>"
+    ) in counts
+    assert '<dd data-testid="oldest-pending">None waiting</dd>' in counts
+    assert '<dd data-testid="lag">last ' in counts
+    assert " ms · median " in counts
+    assert "over the last 3 applied messages" in counts
+    assert "No request from mParticle was rejected." in _section(html, "rejects")
+
+
+def test_connector_pending_message_shown(client, signed_in, firehose):
+    connector = db.session.scalar(select(Connector))
+    firehose.post(_ping(), apply=False)
+
+    html = _connector_page(client, connector.id)
+
+    assert '<dd data-testid="pending-count">1</dd>' in html
+    assert '<dd data-testid="failed-count">0</dd>' in html
+    counts = _section(html, "delivery-counts")
+    assert '<dd data-testid="oldest-pending">waiting for ' in counts
+    assert "<dt>Messages</dt><dd>None applied yet</dd>" in counts
+    assert '<dd data-testid="lag">—</dd>' in counts
+
+
+def test_connector_reject_listed_escaped(client, signed_in, firehose):
+    connector = db.session.scalar(select(Connector))
+    message = load_fixture("audience_membership_change_request")
+    message["id"] = XSS_NAME
+    message["user_profiles"][0]["mpid"] = "12.5"
+    assert firehose.post(message).status_code == 400
+
+    html = _connector_page(client, connector.id)
+
+    assert "rejected every request from mParticle so far" in html
+    rejects = _section(html, "rejects")
+
+    assert "<td>400</td>" in rejects
+    assert "<code>invalid_field</code>" in rejects
+    assert "<code>user_profiles[0].mpid</code>" in rejects
+    assert "signed 64-bit integer" in rejects
+    assert "<code>&lt;img src=x onerror=alert(1)&gt;</code>" in rejects
+    assert XSS_NAME not in rejects
+
+
+def test_connector_faulted_by_revoked_key(client, signed_in, firehose):
+    connector = db.session.scalar(select(Connector))
     _subscribe(firehose, 456, "Buyers")
     for key in db.session.scalars(select(ApiKey)):
         client.post(f"/console/api-keys/{key.id}/revoke")
+
+    before = _connector_page(client, connector.id)
+    firehose.post(load_fixture("audience_membership_change_request"))
+    after = _connector_page(client, connector.id)
+
+    assert "Receiving" in _section(before, "connector-status")
+    assert "Every API key of this account is revoked" in before
+    status = _section(after, "connector-status")
+    assert "Faulted" in status
+    assert "used a revoked API key" in status
+    assert "<strong>Resume</strong>" in status
+    assert '<a href="/console/api-keys">Integrations › API key</a>' in status
+    assert "Every API key of this account is revoked" not in status
+    rejects = _section(after, "rejects")
+    assert "<code>revoked_api_key</code>" in rejects
+    assert '<span class="badge badge-error">suspended</span>' in rejects
+
+
+def test_connector_faulted_by_repeated_rejects(client, signed_in, firehose):
     connector = db.session.scalar(select(Connector))
+    firehose.post(_ping())
+    for _ in range(FAULT_AFTER_REJECTS):
+        firehose.post(_ping() | {"user_profiles": 5})
 
-    html = client.get(f"/console/integrations/connectors/{connector.id}").text
+    status = _section(_connector_page(client, connector.id), "connector-status")
 
-    assert "Faulted" in html
-    assert "Every API key of this account is revoked" in html
+    assert "Faulted" in status
+    assert "since the last accepted message was rejected" in status
+    assert "<strong>Resume</strong>" in status
+
+
+def test_connector_faulted_by_failed_apply(client, signed_in, firehose):
+    connector = db.session.scalar(select(Connector))
+    firehose.post(_ping())
+    _store_unreadable_message(connector)
+    apply_pending()
+
+    html = _connector_page(client, connector.id)
+
+    status = _section(html, "connector-status")
+    assert "Faulted" in status
+    assert "could not apply it" in status
+    assert "needs no Resume" in status
+    assert '<dd data-testid="failed-count">1</dd>' in status
 
 
 def test_connector_other_account_404(client, signed_in, make_account):
@@ -131,3 +270,52 @@ def test_audience_name_escaped(client, signed_in, firehose):
 
     assert XSS_NAME not in html
     assert "&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+@pytest.mark.parametrize(
+    ("milliseconds", "text"),
+    [
+        (None, None),
+        (0.4, "0 ms"),
+        (12.5, "12 ms"),
+        (999.4, "999 ms"),
+        (999.6, "1.0 s"),
+        (1_500, "1.5 s"),
+        (59_940, "59.9 s"),
+        (59_960, "1 min 0 s"),
+        (125_000, "2 min 5 s"),
+        (7_440_000, "2 h 4 min"),
+    ],
+)
+def test_lag_in_human_units(milliseconds, text):
+    assert format_duration(milliseconds) == text
+
+
+def test_count_lines_known_types_first():
+    counts = [
+        {"message_type": "future_request", "action": "x", "messages": 1, "changes": 1},
+        {
+            "message_type": MEMBERSHIP,
+            "action": VERIFICATION,
+            "messages": 5,
+            "changes": 0,
+        },
+        {"message_type": MEMBERSHIP, "action": "delete", "messages": 2, "changes": 310},
+        {"message_type": MEMBERSHIP, "action": "add", "messages": 9, "changes": 1204},
+        {"message_type": SUBSCRIPTION, "action": "remove", "messages": 1, "changes": 1},
+        {"message_type": SUBSCRIPTION, "action": "add", "messages": 3, "changes": 3},
+    ]
+
+    lines = count_lines(counts)
+
+    assert [line.label for line in lines] == [
+        "Audience subscriptions",
+        "Membership changes",
+        "future_request",
+    ]
+    assert lines[0].actions == [("add", 3), ("remove", 1)]
+    assert lines[1].actions == [
+        ("add", 1204),
+        ("delete", 310),
+        ("verification pings", 5),
+    ]

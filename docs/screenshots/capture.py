@@ -1,10 +1,11 @@
 """Take the console screenshots shown in the README.
 
 Run ``.venv/bin/python docs/screenshots/capture.py``. It builds a throwaway
-SQLite database with an example account and posts audiences to the real
-Firehose endpoint. Then it serves the app on a free 127.0.0.1 port and drives
-Debian's Chromium (``CHROMIUM_PATH`` or ``chromium`` on ``PATH``) through the
-console, writing one PNG per page next to this file.
+SQLite database with an example account, posts audiences and memberships to
+the real Firehose endpoint (one message with an invalid MPID, so the connector
+page lists a reject) and applies them. Then it serves the app on a free
+127.0.0.1 port and drives Debian's Chromium (``CHROMIUM_PATH`` or ``chromium``
+on ``PATH``) through the console, writing one PNG per page next to this file.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from server import create_app  # noqa: E402
 from server import keys  # noqa: E402
 from server.console.auth import create_user  # noqa: E402
 from server.extensions import db  # noqa: E402
+from server.firehose.worker import apply_pending  # noqa: E402
 from server.models import Connector  # noqa: E402
 
 OUTPUT = Path(__file__).resolve().parent
@@ -58,6 +60,16 @@ def seed(app: Flask) -> None:
         for mpid in members:
             post(client, secret, membership(mpid, audience_id, name))
 
+    post(client, secret, membership(2004, 789, AUDIENCES[789][0], action="delete"))
+    ping = membership(0, 456, AUDIENCES[456][0])
+    del ping["user_profiles"]
+    post(client, secret, ping | {"id": "ping-1"})
+    invalid = membership(0, 456, AUDIENCES[456][0])
+    invalid["user_profiles"][0]["mpid"] = "user@example.com"
+    post(client, secret, invalid | {"id": "member-invalid-mpid"}, status=400)
+    with app.app_context():
+        apply_pending(limit=1000)
+
 
 def subscription(audience_id: int, name: str) -> dict:
     return {
@@ -71,27 +83,31 @@ def subscription(audience_id: int, name: str) -> dict:
     }
 
 
-def membership(mpid: int, audience_id: int, name: str) -> dict:
+def membership(mpid: int, audience_id: int, name: str, action: str = "add") -> dict:
     return {
         "type": "audience_membership_change_request",
-        "id": f"member-{mpid}-{audience_id}",
+        "id": f"member-{mpid}-{audience_id}-{action}",
         "timestamp_ms": now_ms(),
         "account": {"account_id": 8412},
         "user_profiles": [
             {
                 "mpid": str(mpid),
                 "audiences": [
-                    {"audience_id": audience_id, "audience_name": name, "action": "add"}
+                    {
+                        "audience_id": audience_id,
+                        "audience_name": name,
+                        "action": action,
+                    }
                 ],
             }
         ],
     }
 
 
-def post(client: FlaskClient, secret: str, message: dict) -> None:
+def post(client: FlaskClient, secret: str, message: dict, status: int = 200) -> None:
     message["account"]["account_settings"] = {"apiKey": secret}
     response = client.post("/mparticle/v1/firehose", json=message)
-    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.status_code == status, response.get_data(as_text=True)
 
 
 def now_ms() -> int:
@@ -146,7 +162,13 @@ def tour(page: Page) -> None:
 def main() -> None:
     chromium = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium")
     with tempfile.TemporaryDirectory() as folder:
-        app = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{folder}/shots.db"})
+        # seed() applies the messages itself, so the pages show them all.
+        app = create_app(
+            {
+                "SQLALCHEMY_DATABASE_URI": f"sqlite:///{folder}/shots.db",
+                "FIREHOSE_WORKER": "off",
+            }
+        )
         seed(app)
         server = make_server("127.0.0.1", 0, app, threaded=True)
         thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -1,49 +1,92 @@
-"""Connector page data: the delivery status and the tag's mParticle report.
+"""Connector page data: the intake's delivery log and the tag's mParticle report.
 
-:func:`load_connector_status` derives the status from the data the intake
-stores today (the connector's last message time, the stored inbox messages,
-audiences and members). It is the one place to replace once the intake
-offers a delivery status service with rejects and lag.
+The delivery state, counts, rejects and lag come from
+:func:`server.firehose.delivery.connector_status`. This module shapes them
+for the page and adds the facts the delivery log does not cover: whether the
+account has an active API key, and the connector's audiences and members.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from dataclasses import field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func
 from sqlalchemy import select
 
 from server.extensions import db
+from server.firehose import delivery
 from server.firehose import protocol
 from server.models import Account
 from server.models import ApiKey
 from server.models import Audience
 from server.models import Connector
-from server.models import InboxMessage
 from server.models import Membership
 
-WAITING = "waiting"
-RECEIVING = "receiving"
-FAULTED = "faulted"
+#: Causes of the "faulted" state, as the connector page explains them.
+REVOKED_KEY = "revoked_key"
+REPEATED_REJECTS = "repeated_rejects"
+APPLY_FAILED = "apply_failed"
 
 MESSAGE_TYPE_LABELS = {
     protocol.SUBSCRIPTION: "Audience subscriptions",
     protocol.MEMBERSHIP: "Membership changes",
+    protocol.DSR: "Erasure requests",
+}
+TYPE_RANK = {message_type: i for i, message_type in enumerate(MESSAGE_TYPE_LABELS)}
+#: Order of the actions within a message type. Others, such as verification, follow.
+ACTION_RANK = {
+    action: i
+    for i, action in enumerate(
+        ("add", "update", "remove", "delete", "attribute_update", "erasure")
+    )
 }
 
 
 @dataclass(frozen=True)
-class ConnectorStatus:
-    """Delivery state of one connector, with the counts behind it."""
+class CountLine:
+    """The changes of one message type, as ``(action label, number)`` pairs."""
+
+    label: str
+    actions: list[tuple[str, int]]
+
+
+@dataclass(frozen=True)
+class RejectRow:
+    """One rejected request, with its time parsed for display."""
+
+    at: datetime
+    status: int
+    code: str
+    reason: str
+    field: str | None
+    message_id: str | None
+    suspended: bool
+
+
+@dataclass(frozen=True)
+class DeliveryView:
+    """The delivery log of one connector, shaped for the connector page.
+
+    ``fault`` is the cause of a "faulted" state (:data:`REVOKED_KEY`,
+    :data:`REPEATED_REJECTS` or :data:`APPLY_FAILED`). ``lag`` maps ``last``,
+    ``p50``, ``max`` and ``oldest_pending`` to durations in words, or ``None``
+    where there is nothing to measure.
+    """
 
     state: str
+    fault: str | None
     last_message_at: datetime | None
-    message_counts: dict[str, int] = field(default_factory=dict)
-    audience_count: int = 0
-    member_count: int = 0
-    fault: str | None = None
+    counts: list[CountLine]
+    pending: int
+    failed: int
+    lag_sample: int
+    lag: dict[str, str | None]
+    rejects: list[RejectRow]
+    has_active_key: bool
+    audience_count: int
+    member_count: int
 
 
 @dataclass(frozen=True)
@@ -66,36 +109,92 @@ class TagReport:
         return "seen"
 
 
-def load_connector_status(connector: Connector) -> ConnectorStatus:
-    """Derive the connector's delivery state from the stored messages.
-
-    The state is "waiting" until the first audience message arrives. It is
-    "faulted" when messages arrived but every API key of the account is now
-    revoked, because the intake then rejects mParticle's messages and sets
-    ``suspend_subscription`` in its responses. Otherwise it is "receiving".
-    """
-    counts = _message_counts(connector.id)
-    fault = None
-    if connector.last_message_at is None:
-        state = WAITING
-    elif not _has_active_key(connector.account_id):
-        state = FAULTED
-        fault = (
-            "Every API key of this account is revoked, so the intake rejects"
-            " mParticle's messages. Generate a key under Integrations > API key"
-            " and paste it into the destination's API Key setting in mParticle."
-        )
-    else:
-        state = RECEIVING
-
-    return ConnectorStatus(
-        state=state,
-        last_message_at=connector.last_message_at,
-        message_counts=counts,
+def load_delivery_view(connector: Connector) -> DeliveryView:
+    """Read the connector's delivery log and count its audiences and members."""
+    status = delivery.connector_status(connector.id)
+    rejects = [_reject_row(r) for r in status.rejects]
+    return DeliveryView(
+        state=status.state,
+        fault=fault_cause(status.state, status.last_message_at, rejects),
+        last_message_at=status.last_message_at,
+        counts=count_lines(status.counts),
+        pending=status.pending,
+        failed=status.failed,
+        lag_sample=int(status.lag_ms["sample"] or 0),
+        lag={
+            name: format_duration(status.lag_ms[name])
+            for name in ("last", "p50", "max", "oldest_pending")
+        },
+        rejects=rejects,
+        has_active_key=_has_active_key(connector.account_id),
         audience_count=_audience_count(connector.id),
         member_count=_member_count(connector),
-        fault=fault,
     )
+
+
+def fault_cause(
+    state: str, last_message_at: datetime | None, rejects: list[RejectRow]
+) -> str | None:
+    """Name the cause of a "faulted" state, or return ``None`` for other states.
+
+    :param rejects: the newest first, as the delivery log lists them.
+
+    NOTE: the delivery log returns the state without its cause, so this
+    repeats its checks in its order: a suspending reject after the last
+    accepted message, then ``FAULT_AFTER_REJECTS`` such rejects, then a
+    failed apply.
+    """
+    if state != "faulted":
+        return None
+
+    recent = [r for r in rejects if last_message_at is None or r.at > last_message_at]
+    if recent and recent[0].suspended:
+        return REVOKED_KEY
+
+    if len(recent) >= delivery.FAULT_AFTER_REJECTS:
+        return REPEATED_REJECTS
+
+    return APPLY_FAILED
+
+
+def count_lines(counts: list[dict[str, Any]]) -> list[CountLine]:
+    """Group the delivery counts by message type, subscriptions first.
+
+    Each action shows its number of changes, except verification pings,
+    which change nothing and show their number of messages.
+    """
+    by_type: dict[str, list[tuple[str, int]]] = {}
+    for row in sorted(counts, key=_count_order):
+        if row["action"] == delivery.VERIFICATION:
+            entry = ("verification pings", row["messages"])
+        else:
+            entry = (row["action"], row["changes"])
+        by_type.setdefault(row["message_type"], []).append(entry)
+
+    return [
+        CountLine(MESSAGE_TYPE_LABELS.get(message_type, message_type), actions)
+        for message_type, actions in by_type.items()
+    ]
+
+
+def format_duration(milliseconds: float | None) -> str | None:
+    """Write a duration in the largest unit that keeps it readable."""
+    if milliseconds is None:
+        return None
+
+    if round(milliseconds) < 1000:
+        return f"{round(milliseconds)} ms"
+
+    seconds = milliseconds / 1000
+    if round(seconds, 1) < 60:
+        return f"{seconds:.1f} s"
+
+    minutes, seconds = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s"
+
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
 
 
 def load_tag_report(account: Account) -> TagReport:
@@ -111,18 +210,28 @@ def load_tag_report(account: Account) -> TagReport:
     )
 
 
-def _message_counts(connector_id: int) -> dict[str, int]:
-    rows = db.session.execute(
-        select(InboxMessage.message_type, func.count())
-        .where(InboxMessage.connector_id == connector_id)
-        .group_by(InboxMessage.message_type)
+def _count_order(row: dict[str, Any]) -> tuple[int, str, int, str]:
+    message_type = row["message_type"]
+    action = row["action"]
+    return (
+        TYPE_RANK.get(message_type, len(TYPE_RANK)),
+        message_type,
+        ACTION_RANK.get(action, len(ACTION_RANK)),
+        action,
     )
-    counts = {label: 0 for label in MESSAGE_TYPE_LABELS.values()}
-    for message_type, count in rows:
-        label = MESSAGE_TYPE_LABELS.get(message_type, message_type)
-        counts[label] = counts.get(label, 0) + count
 
-    return counts
+
+def _reject_row(reject: dict[str, Any]) -> RejectRow:
+    # The delivery log writes naive UTC times with a "Z" suffix.
+    return RejectRow(
+        at=datetime.fromisoformat(reject["at"].removesuffix("Z")),
+        status=reject["status"],
+        code=reject["code"],
+        reason=reject["reason"],
+        field=reject["field"],
+        message_id=reject["message_id"],
+        suspended=reject["suspended"],
+    )
 
 
 def _has_active_key(account_id: int) -> bool:

@@ -20,7 +20,7 @@ from server.console import bp
 from server.console.audiences import account_connectors
 from server.console.audiences import audience_rows
 from server.console.auth import login_required
-from server.console.connector_status import load_connector_status
+from server.console.connector_status import load_delivery_view
 from server.console.connector_status import load_tag_report
 from server.console.forms import ConnectorForm
 from server.extensions import db
@@ -118,7 +118,7 @@ def connector(connector_id: int) -> Any:
     return render_template(
         "console/connector.html",
         connector=connector,
-        status=load_connector_status(connector),
+        status=load_delivery_view(connector),
         tag_report=load_tag_report(g.account),
         audiences=audience_rows(g.account.id, connector.id),
         intake_url=url_for("firehose.receive", _external=True),
