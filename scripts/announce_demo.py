@@ -31,6 +31,8 @@ Demo account {demo["account_id"]} is ready.
   Tag key: {demo["tag_key"]}
   Firehose endpoint: {base}/mparticle/v1/firehose
   Demo shop: {base}/demo/?mpid=12345
+  Console: {base}/console/ (first create a user of the demo account:
+    .venv/bin/flask --app server create-user --account demo --email you@example.com)
 """
     )
 

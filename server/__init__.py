@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from server import cli
 from server import errors
@@ -30,6 +31,15 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__, instance_relative_config=True, static_folder=None)
     load_config(app, test_config)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    _configure_logging(app)
+
+    hops = app.config["PROXY_FIX_HOPS"]
+    if hops:
+        # Behind a TLS-terminating proxy, trust its X-Forwarded-* headers so
+        # absolute URLs (the tag snippet, the Firehose endpoint) say https.
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops
+        )
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
@@ -38,6 +48,23 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     firehose_worker.init_app(app)
     _register_blueprints(app)
     return app
+
+
+def _configure_logging(app: Flask) -> None:
+    """Send the app's log records to stderr unless something else handles them.
+
+    Modules log through ``logging.getLogger(__name__)``; without a handler on
+    the root logger (the case under gunicorn and ``flask run``), their INFO
+    lines would be dropped.
+    """
+    root = logging.getLogger()
+    if app.testing or root.handlers:
+        return
+
+    logging.basicConfig(
+        level=app.config["LOG_LEVEL"],
+        format="%(asctime)s %(levelname)s [%(name)s] %(message)s",
+    )
 
 
 def _register_blueprints(app: Flask) -> None:

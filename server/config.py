@@ -44,6 +44,10 @@ def load_config(app: Flask, test_config: dict[str, Any] | None) -> None:
         FIREHOSE_LOG_RETENTION_DAYS=30,
         # Host name mParticle calls back for DSR requests; omitted when unset.
         FIREHOSE_DSR_DOMAIN=None,
+        # Number of proxies in front of the app whose X-Forwarded-* headers
+        # are trusted; 0 trusts none.
+        PROXY_FIX_HOPS=0,
+        LOG_LEVEL="INFO",
     )
     app.config.from_prefixed_env("AUDIENCE_PULL")
 
@@ -51,6 +55,15 @@ def load_config(app: Flask, test_config: dict[str, Any] | None) -> None:
         app.config.from_mapping(test_config)
 
     if not app.config.get("SECRET_KEY"):
+        if environment == "production":
+            # Every web process must sign sessions with the same key, and a
+            # key generated per machine would differ between machines.
+            raise RuntimeError(
+                "AUDIENCE_PULL_SECRET_KEY is not set; production needs one"
+                " secret key shared by every web process, for example from"
+                " 'python -c \"import secrets; print(secrets.token_hex(32))\"'."
+            )
+
         app.config["SECRET_KEY"] = _instance_secret_key(app)
 
 
