@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import time
+
 import pytest
 from sqlalchemy import func
 from sqlalchemy import select
@@ -10,6 +13,7 @@ from server.extensions import db
 from server.firehose.models import AudienceRemoval
 from server.firehose.models import DeliveryCount
 from server.firehose.models import MemberAttribute
+from server.firehose.models import MemberIdentity
 from server.firehose.worker import apply_pending
 from server.models import Audience
 from server.models import Connector
@@ -22,6 +26,9 @@ from tests.firehose_builders import profile
 from tests.firehose_builders import subscription
 
 MPID = "-6917529027641081856"
+
+#: A recent time in ms: the intake rejects timestamps before 2010.
+BASE_MS = 1_700_000_000_000
 
 
 def _members(account_id: int) -> dict[tuple[int, int], bool]:
@@ -58,8 +65,8 @@ def _join(timestamp_ms: int, action: str = "add", message_id: str | None = None)
 
 
 def test_replay_changes_nothing(firehose, account):
-    join = _join(100, message_id="join")
-    leave = _join(200, "delete", message_id="leave")
+    join = _join(BASE_MS + 100, message_id="join")
+    leave = _join(BASE_MS + 200, "delete", message_id="leave")
 
     firehose.post(join)
     firehose.post(leave)
@@ -88,17 +95,17 @@ def test_same_fixture_twice_applied_once(firehose, account):
 
 
 def test_reversed_order_keeps_newest(firehose, account):
-    firehose.post(_join(200, "delete"))
-    firehose.post(_join(100, "add"))
+    firehose.post(_join(BASE_MS + 200, "delete"))
+    firehose.post(_join(BASE_MS + 100, "add"))
 
     assert _members(account[0].id) == {(int(MPID), 9001): False}
     timestamp = db.session.scalar(select(Membership.timestamp_ms))
-    assert timestamp == 200
+    assert timestamp == BASE_MS + 200
 
 
 def test_newer_message_overrides_older(firehose, account):
-    firehose.post(_join(100, "delete"))
-    firehose.post(_join(200, "add"))
+    firehose.post(_join(BASE_MS + 100, "delete"))
+    firehose.post(_join(BASE_MS + 200, "add"))
 
     assert _members(account[0].id) == {(int(MPID), 9001): True}
 
@@ -106,11 +113,11 @@ def test_newer_message_overrides_older(firehose, account):
 def test_worker_order_reversed_in_inbox(firehose, account):
     """Messages stored newest first converge once the worker applies them."""
     for timestamp, action in [(300, "add"), (200, "delete"), (100, "add")]:
-        firehose.post(_join(timestamp, action), apply=False)
+        firehose.post(_join(BASE_MS + timestamp, action), apply=False)
 
     assert apply_pending() == 3
     assert _members(account[0].id) == {(int(MPID), 9001): True}
-    assert db.session.scalar(select(Membership.timestamp_ms)) == 300
+    assert db.session.scalar(select(Membership.timestamp_ms)) == BASE_MS + 300
 
 
 def _attribute_update(timestamp_ms: int, attributes: list[dict]) -> dict:
@@ -123,7 +130,7 @@ def _attribute_update(timestamp_ms: int, attributes: list[dict]) -> dict:
 def test_attribute_upsert_and_delete(firehose, account):
     firehose.post(
         _attribute_update(
-            100,
+            BASE_MS + 100,
             [
                 {"key": "tier", "value": "gold", "action": "upsert"},
                 {"key": "tags", "list_value": ["a", "b"], "action": "upsert"},
@@ -132,7 +139,7 @@ def test_attribute_upsert_and_delete(firehose, account):
         )
     )
     firehose.post(
-        _attribute_update(200, [{"key": "tier", "action": "delete"}]),
+        _attribute_update(BASE_MS + 200, [{"key": "tier", "action": "delete"}]),
     )
 
     attributes = _attributes(account[0].id)
@@ -145,9 +152,11 @@ def test_attribute_upsert_and_delete(firehose, account):
 
 
 def test_attribute_update_keeps_membership(firehose, account):
-    firehose.post(_join(100, "add"))
+    firehose.post(_join(BASE_MS + 100, "add"))
     firehose.post(
-        _attribute_update(200, [{"key": "tier", "value": "gold", "action": "upsert"}])
+        _attribute_update(
+            BASE_MS + 200, [{"key": "tier", "value": "gold", "action": "upsert"}]
+        )
     )
 
     assert _members(account[0].id) == {(int(MPID), 9001): True}
@@ -155,20 +164,30 @@ def test_attribute_update_keeps_membership(firehose, account):
 
 def test_attribute_older_upsert_ignored(firehose, account):
     firehose.post(
-        _attribute_update(300, [{"key": "tier", "value": "gold", "action": "upsert"}])
+        _attribute_update(
+            BASE_MS + 300, [{"key": "tier", "value": "gold", "action": "upsert"}]
+        )
     )
     firehose.post(
-        _attribute_update(200, [{"key": "tier", "value": "silver", "action": "upsert"}])
+        _attribute_update(
+            BASE_MS + 200, [{"key": "tier", "value": "silver", "action": "upsert"}]
+        )
     )
-    firehose.post(_attribute_update(250, [{"key": "tier", "action": "delete"}]))
+    firehose.post(
+        _attribute_update(BASE_MS + 250, [{"key": "tier", "action": "delete"}])
+    )
 
     assert _attributes(account[0].id) == {"tier": ("gold", False)}
 
 
 def test_attribute_delete_wins_over_older(firehose, account):
-    firehose.post(_attribute_update(300, [{"key": "tier", "action": "delete"}]))
     firehose.post(
-        _attribute_update(100, [{"key": "tier", "value": "gold", "action": "upsert"}])
+        _attribute_update(BASE_MS + 300, [{"key": "tier", "action": "delete"}])
+    )
+    firehose.post(
+        _attribute_update(
+            BASE_MS + 100, [{"key": "tier", "value": "gold", "action": "upsert"}]
+        )
     )
 
     assert _attributes(account[0].id) == {"tier": (None, True)}
@@ -176,9 +195,11 @@ def test_attribute_delete_wins_over_older(firehose, account):
 
 def test_leaving_deletes_attributes(firehose, account):
     firehose.post(
-        _attribute_update(100, [{"key": "tier", "value": "gold", "action": "upsert"}])
+        _attribute_update(
+            BASE_MS + 100, [{"key": "tier", "value": "gold", "action": "upsert"}]
+        )
     )
-    firehose.post(_join(200, "delete"))
+    firehose.post(_join(BASE_MS + 200, "delete"))
 
     assert _attributes(account[0].id) == {"tier": (None, True)}
 
@@ -195,20 +216,22 @@ def test_fixture_attributes_stored(firehose, account):
 
 
 def test_subscription_update_renames(firehose, account):
-    firehose.post(subscription(9001, "add", 100, name="Cart abandoners"))
+    firehose.post(subscription(9001, "add", BASE_MS + 100, name="Cart abandoners"))
     firehose.post(
-        subscription(9001, "update", 200, name="Carts left", settings={"k": "v"})
+        subscription(
+            9001, "update", BASE_MS + 200, name="Carts left", settings={"k": "v"}
+        )
     )
 
     audience = db.session.scalar(select(Audience))
     assert audience.name == "Carts left"
     assert audience.settings == {"k": "v"}
-    assert audience.timestamp_ms == 200
+    assert audience.timestamp_ms == BASE_MS + 200
 
 
 def test_subscription_older_update_ignored(firehose, account):
-    firehose.post(subscription(9001, "update", 200, name="Newer"))
-    firehose.post(subscription(9001, "update", 100, name="Older"))
+    firehose.post(subscription(9001, "update", BASE_MS + 200, name="Newer"))
+    firehose.post(subscription(9001, "update", BASE_MS + 100, name="Older"))
 
     assert _audiences(account[0].id) == {9001: "Newer"}
 
@@ -217,13 +240,13 @@ def test_subscription_overrides_membership_name(firehose, account):
     firehose.post(
         membership([profile(MPID, [change(9001, "add", name="From membership")])])
     )
-    firehose.post(subscription(9001, "add", 1, name="From subscription"))
+    firehose.post(subscription(9001, "add", BASE_MS - 1, name="From subscription"))
 
     assert _audiences(account[0].id) == {9001: "From subscription"}
 
 
 def test_subscription_remove_purges(firehose, account, client):
-    firehose.post(subscription(9001, "add", 100))
+    firehose.post(subscription(9001, "add", BASE_MS + 100))
     firehose.post(
         membership(
             [
@@ -240,11 +263,11 @@ def test_subscription_remove_purges(firehose, account, client):
                     ],
                 )
             ],
-            timestamp_ms=150,
+            timestamp_ms=BASE_MS + 150,
         )
     )
 
-    firehose.post(subscription(9001, "remove", 200))
+    firehose.post(subscription(9001, "remove", BASE_MS + 200))
 
     assert _audiences(account[0].id) == {9002: "Audience 9002"}
     assert _members(account[0].id) == {(int(MPID), 9002): True}
@@ -254,33 +277,33 @@ def test_subscription_remove_purges(firehose, account, client):
 
 
 def test_removed_audience_not_revived(firehose, account):
-    firehose.post(subscription(9001, "add", 100))
-    firehose.post(subscription(9001, "remove", 300))
+    firehose.post(subscription(9001, "add", BASE_MS + 100))
+    firehose.post(subscription(9001, "remove", BASE_MS + 300))
 
-    firehose.post(_join(200, "add"))
-    firehose.post(subscription(9001, "update", 250, name="Late rename"))
+    firehose.post(_join(BASE_MS + 200, "add"))
+    firehose.post(subscription(9001, "update", BASE_MS + 250, name="Late rename"))
 
     assert _audiences(account[0].id) == {}
     assert _members(account[0].id) == {}
     removal = db.session.scalar(select(AudienceRemoval.timestamp_ms))
-    assert removal == 300
+    assert removal == BASE_MS + 300
 
 
 def test_resubscribed_audience_comes_back(firehose, account):
-    firehose.post(subscription(9001, "remove", 300))
+    firehose.post(subscription(9001, "remove", BASE_MS + 300))
 
-    firehose.post(subscription(9001, "add", 400, name="Back again"))
-    firehose.post(_join(500, "add"))
+    firehose.post(subscription(9001, "add", BASE_MS + 400, name="Back again"))
+    firehose.post(_join(BASE_MS + 500, "add"))
 
     assert _audiences(account[0].id) == {9001: "Back again"}
     assert _members(account[0].id) == {(int(MPID), 9001): True}
 
 
 def test_older_remove_after_readd_ignored(firehose, account):
-    firehose.post(subscription(9001, "add", 400))
-    firehose.post(_join(450, "add"))
+    firehose.post(subscription(9001, "add", BASE_MS + 400))
+    firehose.post(_join(BASE_MS + 450, "add"))
 
-    firehose.post(subscription(9001, "remove", 300))
+    firehose.post(subscription(9001, "remove", BASE_MS + 300))
 
     assert 9001 in _audiences(account[0].id)
     assert _members(account[0].id) == {(int(MPID), 9001): True}
@@ -342,7 +365,7 @@ def test_large_batch_applied(firehose, account, profiles):
     message = membership(
         [
             profile(str(mpid), [change(9001, "add"), change(9002, "delete")])
-            for mpid in range(profiles)
+            for mpid in range(1, profiles + 1)
         ]
     )
 
@@ -350,3 +373,46 @@ def test_large_batch_applied(firehose, account, profiles):
 
     total = db.session.scalar(select(func.count()).select_from(Membership))
     assert total == 2 * profiles
+
+
+def test_future_remove_cannot_block_changes(firehose, account, client):
+    """A remove stamped in 2030 is rejected instead of hiding later changes."""
+    now_ms = int(time.time() * 1000)
+    future = firehose.post(subscription(456, "remove", 1_900_000_000_000))
+    fixture = load_fixture("audience_membership_change_request")
+    fixture["timestamp_ms"] = now_ms
+
+    firehose.post(subscription(456, "add", now_ms))
+    firehose.post(fixture)
+
+    assert future.status_code == 400
+    assert future.get_json()["error"]["field"] == "timestamp_ms"
+    assert db.session.scalar(select(AudienceRemoval.audience_id)) is None
+    visitor = client.get(f"/tag/v1/{account[0].tag_key}/visitors/12345")
+    assert visitor.get_json()["audiences"] == [456]
+
+
+def test_mpid_zero_profile_skipped(firehose, account, caplog):
+    caplog.set_level(logging.INFO, logger="server.firehose.worker")
+    identity = {"type": "email", "encoding": "raw", "value": "anon@example.com"}
+    attribute = {"key": "tier", "value": "gold", "action": "upsert"}
+    message = membership(
+        [
+            profile("0", [change(9001, "add"), change(9002, "add")], [identity]),
+            profile("0", [change(9001, "attribute_update", [attribute])]),
+            profile(MPID, [change(9001, "add")]),
+        ]
+    )
+
+    response = firehose.post(message)
+
+    assert response.status_code == 200
+    assert _members(account[0].id) == {(int(MPID), 9001): True}
+    assert _attributes(account[0].id) == {}
+    assert db.session.scalar(select(func.count()).select_from(MemberIdentity)) == 0
+    inbox = db.session.scalar(select(InboxMessage))
+    assert inbox.status == "applied"
+    skipped = [r for r in caplog.records if r.getMessage().startswith("Skipped")]
+    assert len(skipped) == 1
+    assert skipped[0].levelno == logging.WARNING
+    assert "Skipped 2 of 3 profiles" in skipped[0].getMessage()

@@ -7,6 +7,9 @@ from sqlalchemy import select
 from server import keys
 from server.extensions import db
 from server.firehose.delivery import FAULT_AFTER_REJECTS
+from server.firehose.delivery import FAULT_APPLY_FAILED
+from server.firehose.delivery import FAULT_REPEATED_REJECTS
+from server.firehose.delivery import FAULT_SUSPENDED
 from server.firehose.delivery import connector_status
 from server.firehose.models import DeliveryReject
 from server.firehose.worker import apply_pending
@@ -37,6 +40,7 @@ def test_status_waiting_before_messages(account):
     status = connector_status(_connector(account[0].id).id)
 
     assert status.state == "waiting"
+    assert status.fault is None
     assert status.last_message_at is None
     assert status.counts == []
     assert status.rejects == []
@@ -57,6 +61,7 @@ def test_status_receiving_with_counts(firehose, account):
     status = connector_status(_connector(account[0].id).id)
 
     assert status.state == "receiving"
+    assert status.fault is None
     assert status.last_message_at is not None
     assert status.last_message["message_type"] == "audience_membership_change_request"
     assert status.last_message["status"] == "applied"
@@ -156,9 +161,12 @@ def test_repeated_rejects_fault(firehose, account):
 
     status = connector_status(_connector(account[0].id).id)
     assert status.state == "faulted"
+    assert status.fault == FAULT_REPEATED_REJECTS
 
     firehose.post(membership(None))
-    assert connector_status(_connector(account[0].id).id).state == "receiving"
+    status = connector_status(_connector(account[0].id).id)
+    assert status.state == "receiving"
+    assert status.fault is None
 
 
 def test_revoked_key_faults(firehose, account):
@@ -171,6 +179,7 @@ def test_revoked_key_faults(firehose, account):
 
     status = connector_status(_connector(account[0].id).id)
     assert status.state == "faulted"
+    assert status.fault == FAULT_SUSPENDED
     assert status.rejects[0]["code"] == "revoked_api_key"
     assert status.rejects[0]["suspended"] is True
 
@@ -195,6 +204,7 @@ def test_failed_apply_faults(firehose, account):
     status = connector_status(connector_id)
     assert status.failed == 1
     assert status.state == "faulted"
+    assert status.fault == FAULT_APPLY_FAILED
 
 
 def test_reject_assigned_by_mparticle_account(firehose, account):
@@ -223,6 +233,7 @@ def test_delivery_log_api(firehose, client, account):
     assert body["unassigned_rejects"] == []
     [connector] = body["connectors"]
     assert connector["state"] == "receiving"
+    assert connector["fault"] is None
     assert connector["last_message_at"].endswith("Z")
     assert connector["counts"][0]["action"] == "verification"
 
@@ -256,3 +267,37 @@ def test_delivery_log_revoked_key_401(client, account):
 
     assert response.status_code == 401
     assert response.get_json()["error"]["code"] == "revoked_api_key"
+
+
+def test_delivery_log_api_names_fault(firehose, client, account):
+    firehose.post(membership(None))
+    for _ in range(FAULT_AFTER_REJECTS):
+        firehose.post(membership(None) | {"user_profiles": {}})
+
+    [connector] = _log(client, account[1]).get_json()["connectors"]
+
+    assert connector["state"] == "faulted"
+    assert connector["fault"] == "repeated_rejects"
+
+
+def test_skipped_profiles_counted(firehose, account):
+    message = membership(
+        [
+            profile("0", [change(9001, "add"), change(9002, "add")]),
+            {"audiences": [change(9001, "add")]},
+            profile("12345", [change(9001, "add")]),
+        ]
+    )
+
+    firehose.post(message)
+
+    status = connector_status(_connector(account[0].id).id)
+    counts = {
+        (c["message_type"], c["action"]): (c["messages"], c["changes"])
+        for c in status.counts
+    }
+    assert counts == {
+        ("audience_membership_change_request", "add"): (1, 1),
+        ("audience_membership_change_request", "skipped"): (1, 2),
+    }
+    assert status.failed == 0

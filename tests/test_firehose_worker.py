@@ -35,11 +35,14 @@ WORKER_TIMEOUT_SECONDS = 180
 
 
 def _batch(index: int, profiles: int) -> dict:
-    """Return a membership message whose MPIDs no other batch uses."""
+    """Return a membership message whose MPIDs no other batch uses.
+
+    MPIDs start at 1, because the intake skips MPID 0.
+    """
     return membership(
         [
             profile(
-                str(index * profiles + i),
+                str(index * profiles + i + 1),
                 [change(9001, "add"), change(9002, "delete")],
             )
             for i in range(profiles)

@@ -29,6 +29,14 @@ REVOKED_KEY = "revoked_key"
 REPEATED_REJECTS = "repeated_rejects"
 APPLY_FAILED = "apply_failed"
 
+#: The page's cause for each fault of the delivery log. The intake suspends a
+#: subscription only when its API key is revoked.
+FAULT_CAUSES = {
+    delivery.FAULT_SUSPENDED: REVOKED_KEY,
+    delivery.FAULT_REPEATED_REJECTS: REPEATED_REJECTS,
+    delivery.FAULT_APPLY_FAILED: APPLY_FAILED,
+}
+
 MESSAGE_TYPE_LABELS = {
     protocol.SUBSCRIPTION: "Audience subscriptions",
     protocol.MEMBERSHIP: "Membership changes",
@@ -115,7 +123,7 @@ def load_delivery_view(connector: Connector) -> DeliveryView:
     rejects = [_reject_row(r) for r in status.rejects]
     return DeliveryView(
         state=status.state,
-        fault=fault_cause(status.state, status.last_message_at, rejects),
+        fault=fault_cause(status.fault),
         last_message_at=status.last_message_at,
         counts=count_lines(status.counts),
         pending=status.pending,
@@ -132,29 +140,12 @@ def load_delivery_view(connector: Connector) -> DeliveryView:
     )
 
 
-def fault_cause(
-    state: str, last_message_at: datetime | None, rejects: list[RejectRow]
-) -> str | None:
-    """Name the cause of a "faulted" state, or return ``None`` for other states.
-
-    :param rejects: the newest first, as the delivery log lists them.
-
-    NOTE: the delivery log returns the state without its cause, so this
-    repeats its checks in its order: a suspending reject after the last
-    accepted message, then ``FAULT_AFTER_REJECTS`` such rejects, then a
-    failed apply.
-    """
-    if state != "faulted":
+def fault_cause(fault: str | None) -> str | None:
+    """Return the page's cause for the delivery log's ``fault``, or ``None``."""
+    if fault is None:
         return None
 
-    recent = [r for r in rejects if last_message_at is None or r.at > last_message_at]
-    if recent and recent[0].suspended:
-        return REVOKED_KEY
-
-    if len(recent) >= delivery.FAULT_AFTER_REJECTS:
-        return REPEATED_REJECTS
-
-    return APPLY_FAILED
+    return FAULT_CAUSES[fault]
 
 
 def count_lines(counts: list[dict[str, Any]]) -> list[CountLine]:

@@ -43,21 +43,34 @@ LAG_SAMPLE = 100
 #: Action name counted for a membership message without profiles.
 VERIFICATION = "verification"
 
+#: Action name that counts the profiles skipped for want of an MPID (missing,
+#: or 0, which mParticle sends for a user it has not identified yet).
+SKIPPED = "skipped"
+
+#: Causes of the ``faulted`` state, in the order they are checked: our last
+#: response suspended the subscription, the last :data:`FAULT_AFTER_REJECTS`
+#: requests were all rejected, or the last message the worker finished could
+#: not be applied.
+FAULT_SUSPENDED = "suspended"
+FAULT_REPEATED_REJECTS = "repeated_rejects"
+FAULT_APPLY_FAILED = "apply_failed"
+
 
 @dataclass(frozen=True)
 class ConnectorStatus:
     """What one connector received, as the console and the JSON API show it.
 
     ``state`` is ``waiting`` (no subscription or membership message accepted
-    yet), ``receiving`` or ``faulted`` (our last response suspended the
-    subscription, the last requests were all rejected, or the last message
-    the worker finished could not be applied).
+    yet), ``receiving`` or ``faulted``. ``fault`` names the cause of the
+    ``faulted`` state (:data:`FAULT_SUSPENDED`, :data:`FAULT_REPEATED_REJECTS`
+    or :data:`FAULT_APPLY_FAILED`) and is ``None`` in the other states.
     """
 
     connector_id: int
     name: str
     mparticle_account_id: int | None
     state: str
+    fault: str | None
     last_message_at: datetime | None
     last_message: dict[str, Any] | None
     counts: list[dict[str, Any]]
@@ -85,6 +98,10 @@ def count_actions(parsed: ParsedMessage) -> dict[str, int]:
 
     counts: dict[str, int] = {}
     for profile in parsed.profiles:
+        if profile.mpid is None:
+            counts[SKIPPED] = counts.get(SKIPPED, 0) + 1
+            continue
+
         for audience in profile.audiences:
             counts[audience.action] = counts.get(audience.action, 0) + 1
 
@@ -141,9 +158,9 @@ def record_reject(
             account_id=account_id,
             connector_id=connector_id,
             status=error.status,
-            code=error.code[:60],
-            reason=error.message[:500],
-            field=error.field[:200] if error.field else None,
+            code=_storable(error.code)[:60],
+            reason=_storable(error.message)[:500],
+            field=_storable(error.field)[:200] if error.field else None,
             message_id=_short_string(message, "id", 100),
             message_type=_short_string(message, "type", 60),
             suspended=suspended,
@@ -188,11 +205,13 @@ def connector_status(
         .order_by(DeliveryReject.id.desc())
         .limit(max(reject_limit, FAULT_AFTER_REJECTS))
     ).all()
+    fault = _fault(connector, rejects)
     return ConnectorStatus(
         connector_id=connector.id,
         name=connector.name,
         mparticle_account_id=connector.mparticle_account_id,
-        state=_state(connector, rejects),
+        state=_state(connector, fault),
+        fault=fault,
         last_message_at=connector.last_message_at,
         last_message=_last_message(connector_id),
         counts=_counts(connector_id),
@@ -229,14 +248,28 @@ def account_delivery_log(account_id: int) -> dict[str, Any]:
     }
 
 
-def _state(connector: Connector, rejects: list[DeliveryReject]) -> str:
+def _state(connector: Connector, fault: str | None) -> str:
+    if fault is not None:
+        return "faulted"
+
+    if connector.last_message_at is None:
+        return "waiting"
+
+    return "receiving"
+
+
+def _fault(connector: Connector, rejects: list[DeliveryReject]) -> str | None:
+    """Name the cause of the connector's fault, or return ``None`` if it has none.
+
+    :param rejects: the connector's rejects, newest first.
+    """
     since = connector.last_message_at
     recent = [r for r in rejects if since is None or r.at > since]
     if recent and recent[0].suspended:
-        return "faulted"
+        return FAULT_SUSPENDED
 
     if len(recent) >= FAULT_AFTER_REJECTS:
-        return "faulted"
+        return FAULT_REPEATED_REJECTS
 
     last_finished = db.session.scalar(
         select(InboxMessage.status)
@@ -248,12 +281,9 @@ def _state(connector: Connector, rejects: list[DeliveryReject]) -> str:
         .limit(1)
     )
     if last_finished == "failed":
-        return "faulted"
+        return FAULT_APPLY_FAILED
 
-    if since is None:
-        return "waiting"
-
-    return "receiving"
+    return None
 
 
 def _last_message(connector_id: int) -> dict[str, Any] | None:
@@ -348,7 +378,17 @@ def _claimed_account_id(message: Any) -> int | None:
 
 def _short_string(message: Any, key: str, limit: int) -> str | None:
     value = message.get(key) if isinstance(message, dict) else None
-    return value[:limit] if isinstance(value, str) else None
+    return _storable(value)[:limit] if isinstance(value, str) else None
+
+
+def _storable(text: str) -> str:
+    """Escape NUL and unpaired surrogates, which no text column can store.
+
+    A reject records the ID of a message that may be rejected for exactly
+    such characters.
+    """
+    escaped = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return escaped.replace("\x00", "\\x00")
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -17,6 +17,7 @@ from server.firehose.protocol import DSR_TYPES
 from server.firehose.protocol import IDENTITY_ENCODINGS
 from server.firehose.protocol import MEMBERSHIP_ACTIONS
 from server.firehose.protocol import SUBSCRIPTION_ACTIONS
+from server.firehose.protocol import check_text
 from server.firehose.protocol import check_type
 from server.firehose.protocol import invalid
 from server.firehose.protocol import optional
@@ -26,6 +27,18 @@ from server.firehose.protocol import require
 #: Profile fields that carry identities, and the kind each one is stored as.
 #: Partner identities are not kept: no erasure request can name them.
 IDENTITY_LISTS = {"user_identities": "user", "device_identities": "device"}
+
+#: Maximum length of an audience description, the size of its column.
+MAX_DESCRIPTION_LENGTH = 2000
+
+#: Maximum length of a user attribute key, twice the default of 256 characters
+#: on mParticle's "Default Service Limits" page. The key is part of a primary
+#: key, and PostgreSQL rejects B-tree index entries over 2,704 bytes, so the
+#: limit keeps a key of 4-byte UTF-8 characters within 2,048 bytes.
+MAX_ATTRIBUTE_KEY_LENGTH = 512
+
+#: MPID that mParticle uses for a user it has not identified yet.
+UNKNOWN_MPID = 0
 
 
 @dataclass(frozen=True)
@@ -63,6 +76,12 @@ class Identity:
 
 @dataclass(frozen=True)
 class ProfileChange:
+    """The changes of one user profile.
+
+    ``mpid`` is ``None`` when the profile has no MPID or MPID 0; such a
+    profile is skipped when the message is applied.
+    """
+
     mpid: int | None
     identities: list[Identity]
     audiences: list[AudienceChange]
@@ -77,6 +96,11 @@ class MembershipChange:
     @property
     def is_ping(self) -> bool:
         return not self.profiles
+
+    @property
+    def skipped_profiles(self) -> int:
+        """Count the profiles without a usable MPID, which are not applied."""
+        return sum(1 for profile in self.profiles if profile.mpid is None)
 
 
 @dataclass(frozen=True)
@@ -125,12 +149,16 @@ def parse_subscription(message: dict[str, Any]) -> Subscription:
     if action not in SUBSCRIPTION_ACTIONS:
         raise invalid("action", _choices(action, SUBSCRIPTION_ACTIONS))
 
+    description = optional(message, "audience_description", str, "")
+    if description is not None:
+        check_text(description, "audience_description", MAX_DESCRIPTION_LENGTH)
+
     return Subscription(
         audience_id=require(message, "audience_id", int, ""),
         name=_name(message, ""),
         action=action,
-        description=optional(message, "audience_description", str, ""),
-        settings=optional(message, "audience_subscription_settings", dict, ""),
+        description=description,
+        settings=_settings(message, "audience_subscription_settings"),
     )
 
 
@@ -160,6 +188,7 @@ def parse_erasure(message: dict[str, Any]) -> Erasure:
     subjects = optional(message, "subject_identities", dict, "") or {}
     identities = []
     for identity_type, entry in subjects.items():
+        check_text(identity_type, "subject_identities")
         path = f"subject_identities.{identity_type}"
         check_type(entry, dict, path)
         identities.append(
@@ -187,6 +216,11 @@ def _profile(profile: Any, path: str) -> ProfileChange:
     check_type(profile, dict, path)
     raw_mpid = profile.get("mpid")
     mpid = None if raw_mpid is None else parse_mpid(raw_mpid, f"{path}.mpid")
+    if mpid == UNKNOWN_MPID:
+        # Skip the profile instead of rejecting the message, because mParticle
+        # does not retry a 400 and the other profiles would be lost.
+        mpid = None
+
     identities = []
     for key, kind in IDENTITY_LISTS.items():
         entries = optional(profile, key, list, path) or []
@@ -259,6 +293,8 @@ def _attribute(entry: Any, path: str) -> AttributeChange | None:
     if key is None:
         return None
 
+    check_text(key, f"{path}.key", MAX_ATTRIBUTE_KEY_LENGTH)
+
     action = require(entry, "action", str, path)
     if action not in ATTRIBUTE_ACTIONS:
         raise invalid(f"{path}.action", _choices(action, ATTRIBUTE_ACTIONS))
@@ -273,6 +309,23 @@ def _attribute(entry: Any, path: str) -> AttributeChange | None:
         value=optional(entry, "value", str, path),
         list_value=list_value,
     )
+
+
+def _settings(message: dict[str, Any], key: str) -> dict[str, str | None] | None:
+    """Validate subscription settings, an object of strings as mParticle sends.
+
+    A ``null`` value is kept as it is.
+    """
+    settings = optional(message, key, dict, "")
+    if settings is None:
+        return None
+
+    for name, value in settings.items():
+        check_text(name, key)
+        if value is not None:
+            check_type(value, str, f"{key}.{name}")
+
+    return settings
 
 
 def _name(mapping: dict[str, Any], path: str) -> str:

@@ -8,7 +8,6 @@ is validated first, so nothing from a rejected request is stored.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +30,7 @@ from server.firehose import protocol
 from server.firehose import worker
 from server.firehose.auth import authenticate
 from server.firehose.auth import find_presented_key
+from server.firehose.auth import presented_key
 from server.firehose.registration import registration_response
 from server.models import ApiKey
 from server.models import InboxMessage
@@ -96,6 +96,7 @@ def _receive(attempt: _Delivery) -> Any:
     if attempt.key.revoked_at is not None:
         return _revoked(attempt.key, message)
 
+    protocol.check_timestamp(message["timestamp_ms"], "timestamp_ms")
     messages.parse_message(message)
     _store(attempt.key, message)
     if message_type == protocol.MEMBERSHIP:
@@ -118,12 +119,7 @@ def _read_json() -> Any:
             " send smaller batches.",
         ) from None
 
-    try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ApiError(
-            400, "invalid_json", f"The request body is not valid JSON: {e}."
-        ) from None
+    return protocol.load_json(raw)
 
 
 def _store(key: ApiKey, message: dict[str, Any]) -> None:
@@ -175,12 +171,13 @@ def _seen_before(account_id: int, message_id: str) -> bool:
 
 
 def _revoked(key: ApiKey, message: dict[str, Any]) -> Any:
+    _, field = presented_key(request, message)
     if message["type"] != protocol.MEMBERSHIP:
-        raise _revoked_error()
+        raise _revoked_error(field)
 
     # suspend_subscription faults the connection in mParticle, so it stops
     # instead of retrying a key that will never work again.
-    error = _revoked_error()
+    error = _revoked_error(field)
     error.status = 200
     account_id = key.account_id
     connector_id = delivery.connector_for_reject(account_id, message)
@@ -195,11 +192,13 @@ def _revoked(key: ApiKey, message: dict[str, Any]) -> Any:
     return jsonify(protocol.response(message, suspend_subscription=True))
 
 
-def _revoked_error() -> ApiError:
+def _revoked_error(field: str | None = None) -> ApiError:
+    """Build the 401 for a revoked key; ``field`` is where the key was read."""
     return ApiError(
         401,
         "revoked_api_key",
         "The API key was revoked; generate a new one in the console.",
+        field=field,
         headers={"WWW-Authenticate": "Token"},
     )
 

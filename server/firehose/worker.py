@@ -22,7 +22,6 @@ process, CLI commands and a gunicorn master never start one. Production runs
 from __future__ import annotations
 
 import atexit
-import json
 import logging
 import os
 import signal
@@ -46,6 +45,7 @@ from server.extensions import db
 from server.firehose import apply
 from server.firehose import delivery
 from server.firehose import messages
+from server.firehose import protocol
 from server.firehose.erasure import apply_erasure
 from server.firehose.models import DeliveryReject
 from server.models import InboxMessage
@@ -152,7 +152,7 @@ def _apply_row(row: InboxMessage, pause_seconds: float) -> int:
     started = time.perf_counter()
     ids = (row.message_type, row.message_id, row.account_id)
     row_id, connector_id = row.id, row.connector_id
-    parsed = messages.parse_message(json.loads(row.body))
+    parsed = messages.parse_message(protocol.load_json(row.body))
     if isinstance(parsed, messages.Subscription):
         changed = apply.apply_subscription(
             row.account_id, connector_id, parsed, row.timestamp_ms
@@ -193,6 +193,15 @@ def _apply_row(row: InboxMessage, pause_seconds: float) -> int:
         (time.perf_counter() - started) * 1000,
         (applied_at - received_at).total_seconds() * 1000,
     )
+    if isinstance(parsed, messages.MembershipChange) and parsed.skipped_profiles:
+        logger.warning(
+            "Skipped %d of %d profiles of %s %s for account %s: no MPID, or MPID"
+            " 0, which mParticle sends for a user it has not identified yet",
+            parsed.skipped_profiles,
+            len(parsed.profiles),
+            *ids,
+        )
+
     return 1
 
 
