@@ -5,6 +5,13 @@ import pytest
 from server import create_app
 
 
+@pytest.fixture(autouse=True)
+def _no_worker_thread(monkeypatch):
+    # These apps are not in testing mode, so a request would otherwise start
+    # the embedded Firehose worker thread and leave it running.
+    monkeypatch.setenv("AUDIENCE_PULL_FIREHOSE_WORKER", '"off"')
+
+
 def test_production_requires_secret_key(monkeypatch, tmp_path):
     monkeypatch.setenv("AUDIENCE_PULL_ENV", "production")
     monkeypatch.delenv("AUDIENCE_PULL_SECRET_KEY", raising=False)
