@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from playwright.sync_api import Locator
 from playwright.sync_api import Page
 from playwright.sync_api import expect
 from sqlalchemy import select
@@ -23,6 +25,10 @@ from server.models import Connector
 from tests.conftest import load_fixture
 
 PASSWORD = "correct horse battery staple"
+#: How long to reload a page while the live server's worker applies messages.
+APPLY_TIMEOUT_S = 15
+#: How long each check inside :func:`reload_until` waits before a reload.
+RELOAD_AFTER_MS = 500
 
 
 @dataclass(frozen=True)
@@ -133,3 +139,28 @@ def _now_ms() -> int:
     # Later messages must carry later timestamps, or the intake keeps the
     # membership an earlier message set.
     return time.time_ns() // 1_000_000
+
+
+def reload_until(page: Page, check: Callable[[], None]) -> None:
+    """Reload the page until ``check`` passes, for changes the worker applies.
+
+    The live server applies Firehose messages in a background thread shortly
+    after acknowledging them, so a page loaded right after a POST may not
+    show them yet. ``check`` runs an ``expect`` with ``RELOAD_AFTER_MS``.
+    """
+    deadline = time.monotonic() + APPLY_TIMEOUT_S
+    while True:
+        try:
+            check()
+            return
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            page.reload()
+
+
+def reload_until_text(page: Page, locator: Locator, text: str) -> None:
+    """Reload the page until ``locator`` contains ``text``."""
+    reload_until(
+        page, lambda: expect(locator).to_contain_text(text, timeout=RELOAD_AFTER_MS)
+    )

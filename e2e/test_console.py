@@ -3,51 +3,22 @@ isolation, XSS."""
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable
 
-from playwright.sync_api import Locator
 from playwright.sync_api import Page
 from playwright.sync_api import expect
 
+from e2e.console_helpers import RELOAD_AFTER_MS
 from e2e.console_helpers import change_membership
 from e2e.console_helpers import login
 from e2e.console_helpers import new_account
 from e2e.console_helpers import open_page
+from e2e.console_helpers import reload_until
+from e2e.console_helpers import reload_until_text
 from e2e.console_helpers import subscribe
 from tests.conftest import load_fixture
 
 XSS_NAME = "<img src=x onerror=alert(1)>"
-#: How long to reload a page while the live server's worker applies messages.
-APPLY_TIMEOUT_S = 15
-#: How long each check inside :func:`reload_until` waits before a reload.
-RELOAD_AFTER_MS = 500
-
-
-def reload_until(page: Page, check: Callable[[], None]) -> None:
-    """Reload the page until ``check`` passes, for changes the worker applies.
-
-    The live server applies Firehose messages in a background thread shortly
-    after acknowledging them, so a page loaded right after a POST may not
-    show them yet. ``check`` runs an ``expect`` with ``RELOAD_AFTER_MS``.
-    """
-    deadline = time.monotonic() + APPLY_TIMEOUT_S
-    while True:
-        try:
-            check()
-            return
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-            page.reload()
-
-
-def reload_until_text(page: Page, locator: Locator, text: str) -> None:
-    """Reload the page until ``locator`` contains ``text``."""
-    reload_until(
-        page, lambda: expect(locator).to_contain_text(text, timeout=RELOAD_AFTER_MS)
-    )
 
 
 def open_connector(page: Page, name: str) -> None:
@@ -304,3 +275,22 @@ def test_audience_name_shown_as_text(page: Page, live_server):
     # The Content-Security-Policy would block an inline handler anyway; no
     # dialog and no img element show that the name was never parsed as HTML.
     assert dialogs == []
+
+
+def test_sign_out_ends_copied_session(page: Page, browser, live_server, base_url):
+    account = new_account(live_server)
+    login(page, account.email)
+    copied = browser.new_context(base_url=base_url)
+    copied.add_cookies(page.context.cookies())
+    other_page = copied.new_page()
+    other_page.goto("/console/api-keys")
+    expect(other_page.get_by_role("heading", name="API keys")).to_be_visible()
+
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_text("You are signed out.")).to_be_visible()
+
+    other_page.goto("/console/api-keys")
+    expect(
+        other_page.get_by_role("heading", name="Sign in to the console")
+    ).to_be_visible()
+    copied.close()

@@ -108,3 +108,19 @@ def test_rotate_keeps_old_key_working(page: Page, live_server):
             live_server, account, 7, {456: ("Buyers", "add")}, api_key=secret
         )
         assert status == 200
+
+
+def test_rotate_after_revoke_in_other_tab(page: Page, live_server):
+    account = new_account(live_server)
+    login(page, account.email)
+    open_page(page, "API key")
+    stale = page.context.new_page()
+    stale.goto("/console/api-keys")
+
+    page.get_by_role("row", name="e2e").get_by_role("button", name="Revoke e2e").click()
+    expect(page.get_by_role("row", name="e2e")).to_contain_text("Revoked")
+    stale.get_by_role("row", name="e2e").get_by_role("button", name="Rotate").click()
+
+    expect(stale.get_by_text("is revoked, so it cannot be rotated.")).to_be_visible()
+    expect(stale.get_by_label("New API key")).to_have_count(0)
+    expect(stale.get_by_text("Active", exact=True)).to_have_count(0)

@@ -13,6 +13,7 @@ from e2e.console_helpers import change_membership
 from e2e.console_helpers import login
 from e2e.console_helpers import new_account
 from e2e.console_helpers import open_page
+from e2e.console_helpers import reload_until
 from e2e.console_helpers import subscribe
 from server.extensions import db
 from server.models import Account
@@ -207,3 +208,36 @@ def _tag_key(live_server, account_name: str) -> str:
         return db.session.scalar(
             select(Account.tag_key).where(Account.name == account_name)
         )
+
+
+def test_removed_audience_warned(page: Page, live_server):
+    account = _account_with_audiences(live_server)
+    login(page, account.email)
+    page.goto("/console/segments/new")
+    page.get_by_role("button", name="Add mParticle – Web to segment").click()
+    page.get_by_label("Audience").select_option("789")
+    page.get_by_label("Segment name").fill("Newsletter readers")
+    page.get_by_role("button", name="Save segment").click()
+    page.get_by_role("button", name="Publish", exact=True).click()
+    expect(page.get_by_text("is published")).to_be_visible()
+
+    subscribe(live_server, account, 789, "Newsletter", action="remove")
+    open_page(page, "Segments")
+    warning = page.get_by_role("row", name="Newsletter readers").get_by_test_id(
+        "segment-warning"
+    )
+    reload_until(page, lambda: expect(warning).to_be_visible(timeout=500))
+    expect(warning).to_contain_text("1 criterion names an audience that no longer")
+
+    page.get_by_role("link", name="Newsletter readers").click()
+    expect(page.get_by_test_id("segment-warning")).to_contain_text(
+        "The tag evaluates this published segment as if no visitor"
+    )
+    criterion = page.get_by_role("group", name="mParticle – Web")
+    expect(criterion.locator(".error")).to_contain_text(
+        'Audience 789 does not exist in "mParticle – Web"'
+    )
+    expect(criterion.get_by_label("Audience")).to_have_value("789")
+    expect(criterion.get_by_label("Audience").locator("option:checked")).to_have_text(
+        "Audience 789 (removed)"
+    )

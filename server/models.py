@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import unicodedata
 from datetime import UTC
 from datetime import datetime
 from typing import Any
@@ -16,12 +18,26 @@ from sqlalchemy import UniqueConstraint
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 from sqlalchemy.orm import relationship
+from sqlalchemy.orm import validates
 
 from server.extensions import db
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+def segment_name_key(name: str) -> str:
+    """Return the key under which two segment names count as the same name.
+
+    Names are compared after Unicode NFKC normalisation and case folding (the
+    caseless match of the Unicode Standard, section 3.13), so "ÉCOLE" and
+    "école" share a key. The key is the SHA-256 hex digest of that form,
+    because folding can make a name several times longer than the 200
+    characters the column allows.
+    """
+    folded = unicodedata.normalize("NFKC", name.strip()).casefold()
+    return hashlib.sha256(folded.encode()).hexdigest()
 
 
 class Account(db.Model):
@@ -146,15 +162,25 @@ class Segment(db.Model):
     """A targeting segment; the tag evaluates the published ones."""
 
     __tablename__ = "segments"
-    __table_args__ = (UniqueConstraint("account_id", "name"),)
+    __table_args__ = (
+        UniqueConstraint("account_id", "name"),
+        UniqueConstraint("account_id", "name_key", name="uq_segments_name_key"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
     name: Mapped[str] = mapped_column(String(200))
+    #: :func:`segment_name_key` of ``name``, set whenever the name is set.
+    name_key: Mapped[str] = mapped_column(String(64))
     condition: Mapped[dict[str, Any]] = mapped_column(JSON)
     published: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    @validates("name")
+    def _set_name_key(self, key: str, name: str) -> str:
+        self.name_key = segment_name_key(name)
+        return name
 
     def to_definition(self) -> dict[str, Any]:
         """Return the segment in the JSON form the tag evaluates."""
@@ -174,6 +200,10 @@ class User(db.Model):
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_sign_in_at: Mapped[datetime | None]
+    #: Copied into the session cookie at sign-in. Sign-out increments it, and
+    #: a session whose copy differs is rejected, so a cookie kept from before
+    #: the sign-out no longer works.
+    session_epoch: Mapped[int] = mapped_column(default=0, server_default="0")
 
     account: Mapped[Account] = relationship()
 

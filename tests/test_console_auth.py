@@ -237,3 +237,99 @@ def test_firehose_post_needs_no_csrf(csrf_client):
     )
 
     assert response.status_code == 200
+
+
+def test_sign_out_invalidates_copied_cookie(app, client, make_user, sign_in):
+    make_user("acme", "ann@example.com")
+    sign_in("ann@example.com")
+    copied = app.test_client()
+    copied.set_cookie("session", client.get_cookie("session").value)
+    assert copied.get("/console/api-keys").status_code == 200
+
+    client.post("/console/sign-out")
+
+    response = copied.get("/console/api-keys")
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/console/?next=")
+
+
+def test_sign_in_after_sign_out_works(client, make_user, sign_in):
+    make_user("acme", "ann@example.com")
+    sign_in("ann@example.com")
+    client.post("/console/sign-out")
+
+    sign_in("ann@example.com")
+
+    assert client.get("/console/api-keys").status_code == 200
+
+
+def test_sign_out_leaves_other_users_signed_in(app, client, make_user, sign_in):
+    make_user("acme", "ann@example.com")
+    make_user("acme", "bob@example.com")
+    bob = app.test_client()
+    bob.post(
+        "/console/", data={"email": "bob@example.com", "password": CONSOLE_PASSWORD}
+    )
+    sign_in("ann@example.com")
+
+    client.post("/console/sign-out")
+
+    assert bob.get("/console/api-keys").status_code == 200
+
+
+def test_session_without_epoch_rejected(app, client, make_user):
+    user = make_user("acme", "ann@example.com")
+    with client.session_transaction() as session:
+        session["user_id"] = user.id
+
+    assert client.get("/console/api-keys").status_code == 302
+
+
+def test_create_user_says_account_is_new(app):
+    result = app.test_cli_runner().invoke(
+        args=["create-user", "--account", "Demo shop", "--email", "bo@example.com"],
+        input=f"{CONSOLE_PASSWORD}\n{CONSOLE_PASSWORD}\n",
+    )
+
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1] == (
+        "Created account 'Demo shop' and user bo@example.com in it."
+    )
+
+
+def test_create_user_says_account_exists(app, make_user):
+    make_user("demo", "ann@example.com")
+
+    result = app.test_cli_runner().invoke(
+        args=["create-user", "--account", "demo", "--email", "bo@example.com"],
+        input=f"{CONSOLE_PASSWORD}\n{CONSOLE_PASSWORD}\n",
+    )
+
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1] == (
+        "Added user bo@example.com to the existing account 'demo'."
+    )
+    assert db.session.scalar(select(db.func.count()).select_from(Account)) == 1
+
+
+def test_root_redirects_to_console(client):
+    response = client.get("/")
+
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/console/"
+
+
+def test_favicon_served(client):
+    response = client.get("/favicon.ico")
+    body = response.get_data()
+    response.close()
+
+    assert response.status_code == 200
+    assert response.mimetype == "image/svg+xml"
+    assert body.startswith(b"<svg")
+
+
+def test_console_pages_link_favicon(client):
+    html = client.get("/console/").get_data(as_text=True)
+
+    assert '<link rel="icon" href="/static/console/favicon.svg"' in html

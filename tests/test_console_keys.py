@@ -116,3 +116,25 @@ def test_revoke_other_account_key_404(client, signed_in, make_account):
     assert response.status_code == 404
     db.session.refresh(other_key)
     assert other_key.revoked_at is None
+
+
+def test_rotate_revoked_key_rejected(client, signed_in):
+    old = db.session.scalar(select(ApiKey).where(ApiKey.label == "test"))
+    client.post(f"/console/api-keys/{old.id}/revoke")
+    page = client.get("/console/api-keys").get_data(as_text=True)
+
+    response = client.post(
+        f"/console/api-keys/{old.id}/rotate",
+        data={"label": "", "request_token": TOKEN.search(page).group(1)},
+        follow_redirects=True,
+    )
+
+    html = response.get_data(as_text=True)
+    assert "is revoked, so it cannot be rotated" in html
+    assert SECRET.search(html) is None
+    active = db.session.scalars(
+        select(ApiKey).where(
+            ApiKey.account_id == signed_in[0].id, ApiKey.revoked_at.is_(None)
+        )
+    )
+    assert list(active) == []

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import html
 import uuid
 
 import pytest
@@ -172,11 +173,12 @@ def test_connector_reject_listed_escaped(client, signed_in, firehose):
     assert "rejected every request from mParticle so far" in html
     rejects = _section(html, "rejects")
 
-    assert "<td>400</td>" in rejects
+    assert '<td data-label="HTTP status">400</td>' in rejects
     assert "<code>invalid_field</code>" in rejects
-    assert "<code>user_profiles[0].mpid</code>" in rejects
+    assert '<code class="breakable">user_profiles[0].mpid</code>' in rejects
     assert "signed 64-bit integer" in rejects
-    assert "<code>&lt;img src=x onerror=alert(1)&gt;</code>" in rejects
+    escaped_id = "&lt;img src=x onerror=alert(1)&gt;"
+    assert f'<code class="breakable">{escaped_id}</code>' in rejects
     assert XSS_NAME not in rejects
 
 
@@ -252,8 +254,8 @@ def test_audiences_count_members_only(client, signed_in, firehose):
         audience_id: html.split(f'<tr data-audience-id="{audience_id}">')[1]
         for audience_id in (456, 654)
     }
-    assert '<td class="num">1</td>' in rows[456].split("</tr>")[0]
-    assert '<td class="num">0</td>' in rows[654].split("</tr>")[0]
+    assert '<td class="num" data-label="Members">1</td>' in rows[456].split("</tr>")[0]
+    assert '<td class="num" data-label="Members">0</td>' in rows[654].split("</tr>")[0]
 
 
 def test_audiences_removed_audience_gone(client, signed_in, firehose):
@@ -319,3 +321,36 @@ def test_count_lines_known_types_first():
         ("delete", 310),
         ("verification pings", 5),
     ]
+
+
+def test_tag_page_shows_key_and_snippet(client, signed_in):
+    response = client.get("/console/integrations/tag")
+
+    assert response.status_code == 200
+    page = html.unescape(response.text)
+    tag_key = signed_in[0].tag_key
+    assert f'<code data-testid="tag-key">{tag_key}</code>' in page
+    assert (
+        f'<script src="http://localhost/static/tag.js" data-tag-key="{tag_key}"'
+        " async></script>"
+    ) in page
+    assert "window.mParticle?.Identity?.getCurrentUser?.()?.getMPID?.()" in page
+    assert 'data-hide=".hero, #offer" data-timeout="2000"' in page
+    assert 'data-consent="pending"' in page
+
+
+def test_tag_page_in_navigation(client, signed_in):
+    page = client.get("/console/integrations/tag").text
+
+    assert '<a href="/console/integrations/tag"\n' in page
+    assert 'aria-current="page">Tag</a>' in page
+
+
+def test_connector_page_shows_tag_snippet(client, signed_in):
+    connector = db.session.scalar(select(Connector))
+
+    page = html.unescape(_connector_page(client, connector.id))
+
+    install = _section(page, "install-tag")
+    assert f'data-tag-key="{signed_in[0].tag_key}"' in install
+    assert 'href="/console/integrations/tag"' in install

@@ -140,6 +140,9 @@ def tour(page: Page) -> None:
     page.get_by_role("button", name="Generate API key").click()
     capture(page, "api-keys")
 
+    page.goto("/console/integrations/tag")
+    capture(page, "tag")
+
     page.goto("/console/audiences")
     capture(page, "audiences")
 

@@ -7,13 +7,17 @@ Content-Security-Policy that allows only scripts and styles served by us.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint
 from flask import Flask
 from flask import Response
 from flask import current_app
+from flask import redirect
 from flask import render_template
+from flask import send_file
+from flask import url_for
 from flask_wtf.csrf import CSRFError
 
 from server.extensions import csrf
@@ -41,11 +45,28 @@ def init_app(app: Flask) -> None:
     from server.console import auth  # noqa: F401
     from server.console import integrations  # noqa: F401
     from server.console import segments  # noqa: F401
+    from server.console import tag_install  # noqa: F401
     from server.console.commands import create_user_command
 
     csrf.init_app(app)
     app.register_blueprint(bp)
     app.cli.add_command(create_user_command)
+    app.add_url_rule("/", endpoint="root", view_func=_redirect_to_console)
+    app.add_url_rule("/favicon.ico", endpoint="favicon", view_func=_favicon)
+
+
+def _redirect_to_console() -> Any:
+    return redirect(url_for("console.sign_in"))
+
+
+def _favicon() -> Response:
+    """Send the console's icon to browsers that ask for ``/favicon.ico``.
+
+    Console pages link the SVG themselves. Other pages, such as the demo shop
+    and JSON responses opened in a browser, make the browser ask here.
+    """
+    path = Path(current_app.config["STATIC_ROOT"]) / "console" / "favicon.svg"
+    return send_file(path, mimetype="image/svg+xml", max_age=24 * 60 * 60)
 
 
 @bp.before_request

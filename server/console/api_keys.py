@@ -67,6 +67,17 @@ def rotate_key(key_id: int) -> Any:
         flash(" ".join(form.label.errors) or "The form is invalid.", "error")
         return redirect(url_for("console.api_keys"))
 
+    if old.revoked_at is not None:
+        logger.warning(
+            "Rejected rotating revoked API key %s of account %s", old.id, g.account.id
+        )
+        flash(
+            f'Key "{old.label}" ({old.prefix}…) is revoked, so it cannot be rotated.'
+            " Generate a new key instead.",
+            "error",
+        )
+        return redirect(url_for("console.api_keys"))
+
     if not _consume_request_token(form.request_token.data):
         return _already_submitted()
 

@@ -101,11 +101,36 @@ def login_required(view: Callable[..., Any]) -> Callable[..., Any]:
     return wrapped
 
 
+def end_sessions(user: User) -> None:
+    """Invalidate every session of ``user``, on every device, at the next commit.
+
+    Flask keeps the session in a signed cookie, so clearing it on sign-out
+    does not stop a copy of the cookie from working. Each session stores the
+    user's ``session_epoch`` from sign-in, and :func:`_load_user` rejects a
+    session whose epoch is no longer the user's. Sign-out calls this, and so
+    must any future way to change or reset a password.
+    """
+    user.session_epoch = User.session_epoch + 1
+
+
 @bp.before_request
 def _load_user() -> None:
-    user_id = session.get("user_id")
-    g.user = db.session.get(User, user_id) if isinstance(user_id, int) else None
+    g.user = _session_user()
     g.account = g.user.account if g.user is not None else None
+
+
+def _session_user() -> User | None:
+    user_id = session.get("user_id")
+    if not isinstance(user_id, int):
+        return None
+
+    user = db.session.get(User, user_id)
+    if user is None or session.get("session_epoch") != user.session_epoch:
+        # Signed out elsewhere, or the user was deleted: forget the cookie.
+        session.clear()
+        return None
+
+    return user
 
 
 @bp.route("/", methods=["GET", "POST"])
@@ -128,6 +153,11 @@ def sign_in() -> Any:
 @bp.post("/sign-out")
 def sign_out() -> Any:
     if ActionForm().validate_on_submit():
+        if g.user is not None:
+            end_sessions(g.user)
+            db.session.commit()
+            logger.info("User %s signed out", g.user.id)
+
         session.clear()
         flash("You are signed out.", "info")
 
@@ -198,6 +228,7 @@ def _start_session(user: User) -> Any:
     # A fresh session on sign-in, so no value set before it survives.
     session.clear()
     session["user_id"] = user.id
+    session["session_epoch"] = user.session_epoch
     session.permanent = True
     logger.info("User %s signed in to account %s", user.id, user.account_id)
     return redirect(_safe_next(request.args.get("next")))

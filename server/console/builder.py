@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from browser.evaluation import EvaluationResult
 from browser.evaluation import evaluate
+from browser.segments import MAX_GROUP_DEPTH
 from browser.segments import Group
 from browser.segments import Segment
 from browser.segments import SegmentError
@@ -30,6 +31,18 @@ from server.models import Connector
 from server.models import Membership
 
 ROOT_PATH = "condition"
+#: Longest condition JSON accepted, in characters. The core parser allows
+#: MAX_AUDIENCE_CRITERIA criteria, which the builder writes in about 100
+#: characters each, so this leaves room for whitespace and dropped keys.
+MAX_CONDITION_LENGTH = 64 * 1024
+#: Deepest JSON nesting accepted. A group at depth d is an object at JSON
+#: depth 2d - 1 and its criteria at 2d + 1, so MAX_GROUP_DEPTH groups need
+#: 2 * MAX_GROUP_DEPTH + 1. The margin lets a condition a group or two too
+#: deep reach the core parser, whose message names the limit.
+MAX_JSON_DEPTH = 2 * MAX_GROUP_DEPTH + 5
+UNREADABLE = (
+    "The segment could not be read. Reload the page and build the segment again."
+)
 #: Keys whose errors are shown on the criterion or group that contains them.
 _FIELD_SUFFIX = re.compile(r"\.(type|operator|criteria|connector_id|audience_id)$")
 _MPID = re.compile(r"^-?\d{1,19}$")
@@ -51,17 +64,20 @@ class CheckedCondition:
 
 
 def check_condition(submitted: str | None, account_id: int) -> CheckedCondition:
-    """Parse the builder's JSON and check it against the account's data."""
+    """Parse the builder's JSON and check it against the account's data.
+
+    JSON longer than :data:`MAX_CONDITION_LENGTH` or nested deeper than
+    :data:`MAX_JSON_DEPTH` is rejected before it is decoded, because the
+    checks below recurse once per level.
+    """
+    text = submitted or ""
+    if len(text) > MAX_CONDITION_LENGTH or json_depth(text) > MAX_JSON_DEPTH:
+        return CheckedCondition(raw=None, errors={ROOT_PATH: UNREADABLE})
+
     try:
-        raw = json.loads(submitted or "")
-    except json.JSONDecodeError:
-        return CheckedCondition(
-            raw=None,
-            errors={
-                ROOT_PATH: "The segment could not be read. Reload the page and"
-                " build the segment again."
-            },
-        )
+        raw = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        return CheckedCondition(raw=None, errors={ROOT_PATH: UNREADABLE})
 
     checked = CheckedCondition(raw=raw)
     _check_shape(raw, ROOT_PATH, checked.errors)
@@ -75,8 +91,35 @@ def check_condition(submitted: str | None, account_id: int) -> CheckedCondition:
         return checked
 
     checked.condition = segment.condition
-    _check_ownership(segment, account_id, checked.errors)
+    checked.errors.update(AccountCatalog.load(account_id).check(segment))
     return checked
+
+
+def json_depth(text: str) -> int:
+    """Return the deepest nesting of arrays and objects in ``text``, as JSON.
+
+    Brackets inside strings do not count. The text need not be valid JSON:
+    this runs in one pass, before the recursive decoder sees the text.
+    """
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+
+    return deepest
 
 
 def _check_shape(raw: Any, path: str, errors: dict[str, str]) -> None:
@@ -106,32 +149,63 @@ def _check_shape(raw: Any, path: str, errors: dict[str, str]) -> None:
             _check_shape(child, child_path, errors)
 
 
-def _check_ownership(segment: Segment, account_id: int, errors: dict[str, str]) -> None:
-    connectors = {
-        connector.id: connector
-        for connector in db.session.scalars(
+@dataclass(frozen=True)
+class AccountCatalog:
+    """The connectors and audiences of one account, to check criteria against."""
+
+    connectors: dict[int, Connector]
+    audiences: dict[int, Audience]
+
+    @classmethod
+    def load(cls, account_id: int) -> AccountCatalog:
+        connectors = db.session.scalars(
             select(Connector).where(Connector.account_id == account_id)
         )
-    }
-    audiences = {
-        audience.audience_id: audience
-        for audience in db.session.scalars(
+        audiences = db.session.scalars(
             select(Audience).where(Audience.account_id == account_id)
         )
-    }
-    for path, criterion in iter_audience_criteria(segment):
-        connector = connectors.get(criterion.connector_id)
-        audience = audiences.get(criterion.audience_id)
-        if connector is None:
-            errors[path] = (
-                f"Connector {criterion.connector_id} does not exist in this"
-                " account. Remove this criterion."
-            )
-        elif audience is None or audience.connector_id != connector.id:
-            errors[path] = (
-                f'Audience {criterion.audience_id} is not an audience of "mParticle –'
-                f' {connector.name}". Choose one from the list.'
-            )
+        return cls(
+            connectors={connector.id: connector for connector in connectors},
+            audiences={audience.audience_id: audience for audience in audiences},
+        )
+
+    def check(self, segment: Segment) -> dict[str, str]:
+        """Return an error for each criterion whose connector or audience is gone.
+
+        An audience disappears when mParticle removes it from the connector,
+        so a saved segment can name one that no longer exists.
+        """
+        errors = {}
+        for path, criterion in iter_audience_criteria(segment):
+            connector = self.connectors.get(criterion.connector_id)
+            audience = self.audiences.get(criterion.audience_id)
+            if connector is None:
+                errors[path] = (
+                    f"Connector {criterion.connector_id} does not exist in this"
+                    " account. Remove this criterion."
+                )
+            elif audience is None:
+                errors[path] = (
+                    f"Audience {criterion.audience_id} does not exist in"
+                    f' "mParticle – {connector.name}": mParticle removed it, or never'
+                    " sent it. Choose another audience."
+                )
+            elif audience.connector_id != connector.id:
+                errors[path] = (
+                    f"Audience {criterion.audience_id} is not an audience of"
+                    f' "mParticle – {connector.name}". Choose one from the list.'
+                )
+
+        return errors
+
+    def check_saved(self, condition: dict[str, Any]) -> dict[str, str]:
+        """Check a stored condition; one the core parser rejects gets a root error."""
+        try:
+            segment = parse_segment({"name": "segment", "condition": condition})
+        except SegmentError as e:
+            return {_node_path(e.path): _sentence(e.detail)}
+
+        return self.check(segment)
 
 
 def _node_path(path: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 from flask.cli import with_appcontext
+from sqlalchemy import inspect
 
 from server.console.auth import UserError
 from server.console.auth import create_user
@@ -12,7 +13,12 @@ from server.extensions import db
 
 @click.command("create-user")
 @with_appcontext
-@click.option("--account", "account_name", required=True, help="Account name.")
+@click.option(
+    "--account",
+    "account_name",
+    required=True,
+    help="Exact name of the account. A new account is created when none has it.",
+)
 @click.option("--email", required=True, help="Sign-in email address.")
 @click.option(
     "--password",
@@ -28,5 +34,13 @@ def create_user_command(account_name: str, email: str, password: str) -> None:
     except UserError as e:
         raise click.ClickException(str(e)) from None
 
+    # A new account is still pending in the session: nothing flushed it yet.
+    account_is_new = inspect(user.account).pending
     db.session.commit()
-    click.echo(f"Created user {user.email} in account {user.account.name!r}.")
+    if not account_is_new:
+        click.echo(
+            f"Added user {user.email} to the existing account {user.account.name!r}."
+        )
+        return
+
+    click.echo(f"Created account {user.account.name!r} and user {user.email} in it.")

@@ -23,6 +23,7 @@ from server.console.auth import login_required
 from server.console.connector_status import load_delivery_view
 from server.console.connector_status import load_tag_report
 from server.console.forms import ConnectorForm
+from server.console.tag_install import tag_snippet
 from server.extensions import db
 from server.models import Connector
 
@@ -122,6 +123,7 @@ def connector(connector_id: int) -> Any:
         tag_report=load_tag_report(g.account),
         audiences=audience_rows(g.account.id, connector.id),
         intake_url=url_for("firehose.receive", _external=True),
+        tag_snippet=tag_snippet(g.account),
     )
 
 

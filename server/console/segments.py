@@ -12,8 +12,8 @@ from flask import redirect
 from flask import render_template
 from flask import request
 from flask import url_for
-from sqlalchemy import func
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from browser.segments import iter_audience_criteria
 from browser.segments import parse_segment
@@ -22,6 +22,7 @@ from server.console.audiences import account_connectors
 from server.console.audiences import audience_rows
 from server.console.auth import login_required
 from server.console.builder import ROOT_PATH
+from server.console.builder import AccountCatalog
 from server.console.builder import CheckedCondition
 from server.console.builder import check_condition
 from server.console.builder import parse_preview_mpid
@@ -30,6 +31,7 @@ from server.console.forms import ActionForm
 from server.console.forms import SegmentForm
 from server.extensions import db
 from server.models import Segment
+from server.models import segment_name_key
 
 logger = logging.getLogger(__name__)
 
@@ -42,10 +44,12 @@ def segments() -> Any:
     records = db.session.scalars(
         select(Segment).where(Segment.account_id == g.account.id).order_by(Segment.name)
     ).all()
+    catalog = AccountCatalog.load(g.account.id)
     return render_template(
         "console/segments.html",
         segments=records,
         criteria_counts={s.id: _criteria_count(s) for s in records},
+        problems={s.id: catalog.check_saved(s.condition) for s in records},
         action_form=ActionForm(),
     )
 
@@ -76,9 +80,14 @@ def unpublish_segment(segment_id: int) -> Any:
 
 def _builder(segment: Segment | None) -> Any:
     form = SegmentForm(obj=segment)
+    if request.method == "GET" and segment is None:
+        return _render_builder(form, segment, CheckedCondition(raw=EMPTY_CONDITION))
+
     if request.method == "GET":
-        condition = segment.condition if segment is not None else EMPTY_CONDITION
-        return _render_builder(form, segment, CheckedCondition(raw=condition))
+        # Audiences removed in mParticle since the segment was saved.
+        problems = AccountCatalog.load(g.account.id).check_saved(segment.condition)
+        checked = CheckedCondition(raw=segment.condition, errors=problems)
+        return _render_builder(form, segment, checked, saved_problems=len(problems))
 
     if request.form.get("action") == "preview":
         return _preview(form, segment)
@@ -91,9 +100,7 @@ def _save(form: SegmentForm, segment: Segment | None) -> Any:
     checked = check_condition(form.condition.data, g.account.id)
     name = (form.name.data or "").strip()
     if valid and _name_taken(name, segment):
-        form.name.errors.append(
-            f'A segment named "{name}" already exists. Choose another name.'
-        )
+        form.name.errors.append(_name_taken_message(name))
 
     if not valid or form.name.errors or checked.errors:
         return _render_builder(form, segment, checked, status=400)
@@ -104,7 +111,19 @@ def _save(form: SegmentForm, segment: Segment | None) -> Any:
 
     segment.name = name
     segment.condition = checked.condition.to_dict()
-    db.session.commit()
+    try:
+        db.session.commit()
+    except IntegrityError:
+        # A concurrent request saved a segment under this name after the check.
+        db.session.rollback()
+        segment = _reload(segment)
+        if not _name_taken(name, segment):
+            raise
+
+        logger.warning("Segment name taken concurrently in account %s", g.account.id)
+        form.name.errors.append(_name_taken_message(name))
+        return _render_builder(form, segment, checked, status=400)
+
     logger.info("Saved segment %s of account %s", segment.id, g.account.id)
     flash(f'Segment "{name}" saved.', "success")
     return redirect(url_for("console.edit_segment", segment_id=segment.id))
@@ -130,6 +149,7 @@ def _render_builder(
     checked: CheckedCondition,
     status: int = 200,
     result: dict[str, Any] | None = None,
+    saved_problems: int = 0,
 ) -> Any:
     state = checked.raw if isinstance(checked.raw, dict) else EMPTY_CONDITION
     catalog = _catalog()
@@ -147,6 +167,7 @@ def _render_builder(
                 a["id"]: a["name"] for c in catalog for a in c["audiences"]
             },
             connector_labels={c["id"]: c["label"] for c in catalog},
+            saved_problems=saved_problems,
             action_form=ActionForm(),
         ),
         status,
@@ -217,14 +238,27 @@ def _account_segment(segment_id: int) -> Segment:
 
 
 def _name_taken(name: str, segment: Segment | None) -> bool:
+    """Return whether another segment of the account has this name, in any case."""
     query = select(Segment.id).where(
         Segment.account_id == g.account.id,
-        func.lower(Segment.name) == name.lower(),
+        Segment.name_key == segment_name_key(name),
     )
     if segment is not None:
         query = query.where(Segment.id != segment.id)
 
     return db.session.scalar(query) is not None
+
+
+def _name_taken_message(name: str) -> str:
+    return f'A segment named "{name}" already exists. Choose another name.'
+
+
+def _reload(segment: Segment) -> Segment | None:
+    """Return the stored segment after a rollback, or ``None`` for a new one."""
+    if segment.id is None:
+        return None
+
+    return db.session.get(Segment, segment.id)
 
 
 def _criteria_count(segment: Segment) -> int:

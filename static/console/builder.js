@@ -75,6 +75,7 @@
 
   function render(focusSelector = null) {
     root.replaceChildren(renderGroup(state, "condition", 1, null));
+    showFullChoices();
     if (focusSelector) {
       root.querySelector(focusSelector)?.focus();
     }
@@ -195,7 +196,8 @@
       criterion.operator = operator.value;
     });
     row.append(operator);
-    row.append(renderAudiencePicker(criterion));
+    const choice = element("p", { class: "criterion-choice", "aria-hidden": "true", hidden: "" });
+    row.append(renderAudiencePicker(criterion, choice));
 
     const remove = element("button", { type: "button", class: "remove danger-link", "aria-label": `Remove ${label}` }, "Remove");
     remove.addEventListener("click", () => {
@@ -205,6 +207,8 @@
       announce(`Removed ${label}.`);
     });
     row.append(remove);
+    // After the Remove button, so the grid places it below the picker.
+    row.append(choice);
 
     if (errors[path]) {
       row.classList.add("has-error");
@@ -215,7 +219,7 @@
 
   // Only audiences with at least one member are offered. A saved choice that
   // has since emptied or disappeared stays selected, marked as such.
-  function renderAudiencePicker(criterion) {
+  function renderAudiencePicker(criterion, choice) {
     const picker = element("select", { class: "criterion-audience", "aria-label": "Audience" });
     picker.append(new Option("Choose an audience…", ""));
     const audiences = connectors.get(criterion.connector_id)?.audiences ?? [];
@@ -232,12 +236,40 @@
     if (criterion.audience_id !== null && !found) {
       picker.append(new Option(`Audience ${criterion.audience_id} (removed)`, String(criterion.audience_id), false, true));
     }
+    picker.title = picker.selectedOptions[0]?.text ?? "";
     picker.addEventListener("change", () => {
       edited();
       criterion.audience_id = picker.value === "" ? null : Number(picker.value);
+      picker.title = picker.selectedOptions[0]?.text ?? "";
+      showFullChoice(picker, choice);
     });
+    pickerChoices.set(picker, choice);
     return picker;
   }
+
+  // A select shows its chosen option on one line and cuts a long name short.
+  // Then the full name is also shown below the picker, where it wraps.
+  const pickerChoices = new WeakMap();
+  const textWidth = document.createElement("canvas").getContext("2d");
+  const ARROW_WIDTH_PX = 24;
+
+  function showFullChoice(picker, choice) {
+    const text = picker.value === "" ? "" : picker.selectedOptions[0]?.text ?? "";
+    const style = getComputedStyle(picker);
+    textWidth.font = style.font;
+    const room = picker.clientWidth - parseFloat(style.paddingLeft)
+      - parseFloat(style.paddingRight) - ARROW_WIDTH_PX;
+    choice.textContent = text;
+    choice.hidden = text === "" || textWidth.measureText(text).width <= room;
+  }
+
+  function showFullChoices() {
+    for (const picker of root.querySelectorAll(".criterion-audience")) {
+      showFullChoice(picker, pickerChoices.get(picker));
+    }
+  }
+
+  window.addEventListener("resize", showFullChoices);
 
   function addCriterion(group, connectorId) {
     edited();

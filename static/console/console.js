@@ -1,4 +1,6 @@
-// Console behaviour shared by every page: the copy button of a new API key.
+// Console behaviour shared by every page: copy buttons. A button names the
+// field to copy in data-copy-target and its success message in
+// data-copied-message; the nearest .copy-status element shows the outcome.
 "use strict";
 
 document.addEventListener("click", async (event) => {
@@ -8,18 +10,19 @@ document.addEventListener("click", async (event) => {
   }
 
   const field = document.getElementById(button.dataset.copyTarget);
-  const status = button.closest("section")?.querySelector(".copy-status");
+  const scope = button.closest(".copy-block") ?? button.closest("section");
+  const status = scope?.querySelector(".copy-status");
   field.select();
   try {
     await navigator.clipboard.writeText(field.value);
     button.textContent = "Copied";
     if (status) {
-      status.textContent = "The key is copied to the clipboard.";
+      status.textContent = button.dataset.copiedMessage ?? "Copied to the clipboard.";
     }
   } catch {
     // The clipboard API needs a secure context and the user's permission.
     if (status) {
-      status.textContent = "Copying failed: the key is selected, press Ctrl+C to copy it.";
+      status.textContent = "Copying failed: the text is selected, press Ctrl+C to copy it.";
     }
   }
 });
