@@ -21,9 +21,9 @@ MPID_CHECK = "window.mParticle?.Identity?.getCurrentUser?.()?.getMPID?.()"
 def tag_snippet(account: Account) -> str:
     """Return the ``<script>`` element that loads the tag for ``account``.
 
-    NOTE: the URL is built from the address the console was opened at, as the
+    The URL is built from the address the console was opened at, as the
     Firehose endpoint on the connector page is. Behind a proxy that ends TLS,
-    the app must see the public scheme and host, or the URL is wrong.
+    set ``PROXY_FIX_HOPS`` so the app sees the public scheme and host.
     """
     src = url_for("static", filename="tag.js", _external=True)
     return (
