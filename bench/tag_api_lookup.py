@@ -38,7 +38,7 @@ from server import create_app  # noqa: E402
 from server.extensions import db  # noqa: E402
 from server.models import Account  # noqa: E402
 from server.models import Membership  # noqa: E402
-from tests.conftest import throwaway_postgres_database  # noqa: E402
+from tests.conftest import throwaway_database  # noqa: E402
 
 AUDIENCES_PER_MEMBER = 5
 TAG_KEY = "tag_bench"
@@ -56,7 +56,10 @@ def main() -> None:
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed; run 'apt-get install -y wrk'.")
 
-    with tempfile.TemporaryDirectory() as folder, _database(Path(folder)) as url:
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        throwaway_database(Path(folder)) as url,
+    ):
         mpids = _load(url, args.members)
         script = _wrk_script(Path(folder), random.Random(2).sample(mpids, 20_000))
         with _gunicorn(url, args.workers) as base:
@@ -64,16 +67,6 @@ def main() -> None:
 
     engine = url.split(":", 1)[0]
     print(_summary(engine, args, output))
-
-
-@contextlib.contextmanager
-def _database(folder: Path) -> Iterator[str]:
-    server_url = os.environ.get("DATABASE_URL", "")
-    if server_url.startswith(("postgres://", "postgresql")):
-        with throwaway_postgres_database(server_url) as url:
-            yield url
-    else:
-        yield f"sqlite:///{folder / 'bench.db'}"
 
 
 def _load(url: str, members: int) -> list[str]:

@@ -9,7 +9,6 @@ leave the machine fails at once, and each test checks that none was made.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -18,7 +17,6 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -31,7 +29,7 @@ from werkzeug.serving import make_server
 from server import create_app
 from server.extensions import db
 from server.firehose import worker
-from tests.conftest import throwaway_postgres_database
+from tests.conftest import throwaway_database
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium")
 CHROMIUM_ARGS = [
@@ -73,19 +71,9 @@ class LiveServer:
             return e.code, json.load(e)
 
 
-@contextlib.contextmanager
-def _database_url(tmp_path: Path) -> Iterator[str]:
-    server_url = os.environ.get("DATABASE_URL", "")
-    if server_url.startswith(("postgres://", "postgresql")):
-        with throwaway_postgres_database(server_url) as url:
-            yield url
-    else:
-        yield f"sqlite:///{tmp_path / 'e2e.db'}"
-
-
 @pytest.fixture(scope="session")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    with _database_url(tmp_path_factory.mktemp("e2e")) as database_url:
+    with throwaway_database(tmp_path_factory.mktemp("e2e")) as database_url:
         app = create_app({"SQLALCHEMY_DATABASE_URI": database_url})
         with app.app_context():
             upgrade()

@@ -73,6 +73,22 @@ def database_url(
 
 
 @contextlib.contextmanager
+def throwaway_database(folder: Path) -> Iterator[str]:
+    """Yield the URL of an empty database, on PostgreSQL when configured.
+
+    With ``DATABASE_URL`` pointing at PostgreSQL the database is created on
+    that server and dropped afterwards; otherwise it is a SQLite file in
+    ``folder``.
+    """
+    server_url = os.environ.get("DATABASE_URL", "")
+    if server_url.startswith(("postgres://", "postgresql")):
+        with throwaway_postgres_database(server_url) as url:
+            yield url
+    else:
+        yield f"sqlite:///{folder / 'audience-pull.db'}"
+
+
+@contextlib.contextmanager
 def throwaway_postgres_database(server_url: str) -> Iterator[str]:
     """Create a database on the PostgreSQL server, yield its URL, drop it."""
     server_url = server_url.replace("postgres://", "postgresql://", 1)
