@@ -19,6 +19,7 @@ import contextlib
 import os
 import random
 import re
+import secrets
 import shutil
 import socket
 import subprocess
@@ -131,7 +132,13 @@ def _gunicorn(url: str, workers: int) -> Iterator[str]:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
 
-    env = {**os.environ, "DATABASE_URL": url, "AUDIENCE_PULL_ENV": "production"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "AUDIENCE_PULL_ENV": "production",
+        "AUDIENCE_PULL_SECRET_KEY": secrets.token_hex(32),
+        "AUDIENCE_PULL_FIREHOSE_WORKER": '"off"',
+    }
     command = [
         str(Path(sys.executable).with_name("gunicorn")),
         "--bind",
