@@ -15,30 +15,50 @@ end-to-end tests work without reaching mParticle:
   snippet hiding the offer for at most that long, and ``consent_flag=false``
   sets ``window.audiencePullConsent = false`` before the tag;
 - ``tag_key`` and the names in :data:`TAG_ATTRIBUTES` are copied to the tag's
-  script element, so tests can try any setting of the tag.
+  script element, so tests can try any setting of the tag;
+- ``csp=strict`` sends the Content-Security-Policy that the README recommends
+  for sites that embed the tag. ``csp=strict-without-blob`` leaves ``blob:``
+  out of ``worker-src``, and ``csp=strict-without-wasm-eval`` leaves
+  ``'wasm-unsafe-eval'`` out of ``script-src``. The browser reports violations
+  to ``/demo/csp-reports``, which keeps them in memory (:func:`csp_reports`).
+
+The page has no inline script or style, so it works under any of these
+policies: its scripts and stylesheet are served from ``/demo/assets/``, and
+its settings reach them as a JSON data block.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
+from collections import deque
 from typing import Any
 
 from flask import Blueprint
+from flask import Flask
 from flask import Response
 from flask import abort
+from flask import current_app
 from flask import jsonify
 from flask import render_template
 from flask import request
+from flask import url_for
 from sqlalchemy import select
 
 from server.cli import DEMO_ACCOUNT
+from server.errors import ApiError
 from server.extensions import db
 from server.firehose.protocol import parse_mpid
 from server.models import Account
 from server.vendor_manifest import load_manifest
 
-bp = Blueprint("demo", __name__, url_prefix="/demo")
+bp = Blueprint(
+    "demo",
+    __name__,
+    url_prefix="/demo",
+    static_folder="templates/demo/assets",
+    static_url_path="/assets",
+)
 
 #: Any string works: the fake services below do not check it.
 DEMO_MPARTICLE_KEY = "demo-web-key"
@@ -61,40 +81,144 @@ FAILING_IDENTITY = "fail"
 #: Longest delay the fake identity service adds before it responds.
 MAX_IDENTIFY_DELAY_MS = 5000
 
+#: Values of the ``csp`` query parameter.
+CSP_CHOICES = ("off", "strict", "strict-without-blob", "strict-without-wasm-eval")
+
+#: CSP violation reports kept in memory, the newest last.
+MAX_CSP_REPORTS = 200
+
+
+class InvalidDemoRequest(Exception):
+    """The demo page cannot be shown as requested; the error page shows why."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
 
 @bp.get("/")
-def shop() -> str:
-    mpid = request.args.get("mpid", "").strip()
-    if mpid:
-        mpid = str(parse_mpid(mpid, "mpid"))
+def shop() -> Any:
+    """Render the shop, or an HTML page naming the invalid parameter."""
+    try:
+        settings = _page_settings()
+    except InvalidDemoRequest as e:
+        return render_template("demo/error.html", message=str(e)), e.status
 
+    response = current_app.make_response(render_template("demo/shop.html", **settings))
+    policy = _content_security_policy(settings["csp"])
+    if policy:
+        response.headers["Content-Security-Policy"] = policy
+
+    return response
+
+
+def _page_settings() -> dict[str, Any]:
+    """Read the page's query parameters into the template's values.
+
+    :raise InvalidDemoRequest: when a parameter is invalid.
+    """
+    mpid = _pinned_mpid()
     mparticle = request.args.get("mparticle", "on")
     if mparticle not in ("on", "off", "late"):
-        abort(400, "mparticle must be on, off or late.")
+        raise InvalidDemoRequest(
+            f"mparticle={mparticle!r} is invalid; use on, off or late."
+        )
 
-    return render_template(
-        "demo/shop.html",
-        tag_key=_tag_key(),
-        tag_attributes=_tag_attributes(),
-        with_tag=request.args.get("tag") != "off",
-        mpid=mpid,
-        identity_path=_identity_path(mpid),
-        mparticle=mparticle,
-        anti_flicker=request.args.get("anti_flicker", type=int),
-        consent_flag=request.args.get("consent_flag"),
-        manifest=load_manifest(),
-        mparticle_key=DEMO_MPARTICLE_KEY,
-    )
+    csp = request.args.get("csp", "off")
+    if csp not in CSP_CHOICES:
+        raise InvalidDemoRequest(
+            f"csp={csp!r} is invalid; use {', '.join(CSP_CHOICES)}."
+        )
+
+    manifest = load_manifest()
+    page_config = {
+        "mpid": mpid,
+        "identityPath": _identity_path(mpid),
+        "mparticle": mparticle,
+        "mparticleKey": DEMO_MPARTICLE_KEY,
+        "sdkUrl": url_for("static", filename=manifest["mparticle"]["path"]),
+        "consentFlag": _consent_flag(),
+    }
+    return {
+        "tag_key": _tag_key(),
+        "tag_attributes": _tag_attributes(),
+        "with_tag": request.args.get("tag") != "off",
+        "mparticle": mparticle,
+        "anti_flicker": request.args.get("anti_flicker", type=int),
+        "page_config": page_config,
+        "csp": csp,
+    }
+
+
+def _pinned_mpid() -> str:
+    mpid = request.args.get("mpid", "").strip()
+    if not mpid:
+        return ""
+
+    try:
+        return str(parse_mpid(mpid, "mpid"))
+    except ApiError as e:
+        raise InvalidDemoRequest(e.message) from e
+
+
+def _consent_flag() -> bool | None:
+    flag = request.args.get("consent_flag")
+    if flag in (None, ""):
+        return None
+
+    if flag not in ("true", "false"):
+        raise InvalidDemoRequest(
+            f"consent_flag={flag!r} is invalid; use true or false."
+        )
+
+    return flag == "true"
 
 
 def _identity_path(mpid: str) -> str:
     """Return the path under /demo/identity/ that the page's SDK calls."""
     pinned = FAILING_IDENTITY if request.args.get("identify") == "fail" else mpid
-    delay_ms = request.args.get("identify_delay", 0, type=int)
-    if not 0 <= delay_ms <= MAX_IDENTIFY_DELAY_MS:
-        abort(400, f"identify_delay must be 0 to {MAX_IDENTIFY_DELAY_MS} ms.")
+    delay = request.args.get("identify_delay", "0")
+    if not delay.isdigit() or int(delay) > MAX_IDENTIFY_DELAY_MS:
+        raise InvalidDemoRequest(
+            f"identify_delay={delay!r} is invalid; use 0 to"
+            f" {MAX_IDENTIFY_DELAY_MS} (milliseconds)."
+        )
 
-    return f"{pinned or 'auto'}/delay/{delay_ms}"
+    return f"{pinned or 'auto'}/delay/{int(delay)}"
+
+
+def _content_security_policy(choice: str) -> str:
+    """Return the Content-Security-Policy header for ``csp=choice``, or "".
+
+    ``strict`` is the policy the README gives site owners, with the tag's
+    host written out as a site would write it. Here the tag host is this
+    server, so it equals ``'self'``. ``default-src 'none'`` blocks whatever
+    the README leaves out, so a directive missing from the README makes the
+    end-to-end test fail.
+    """
+    if choice == "off":
+        return ""
+
+    tag_host = request.host_url.rstrip("/")
+    worker_src = f"blob: {tag_host}"
+    if choice == "strict-without-blob":
+        worker_src = tag_host
+    script_src = f"'self' {tag_host} 'wasm-unsafe-eval'"
+    if choice == "strict-without-wasm-eval":
+        script_src = f"'self' {tag_host}"
+
+    directives = [
+        "default-src 'none'",
+        f"script-src {script_src}",
+        f"worker-src {worker_src}",
+        f"connect-src 'self' {tag_host}",
+        "style-src 'self'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+        "report-uri /demo/csp-reports",
+    ]
+    return "; ".join(directives)
 
 
 def _tag_key() -> str:
@@ -104,7 +228,9 @@ def _tag_key() -> str:
 
     account = db.session.scalar(select(Account).where(Account.name == DEMO_ACCOUNT))
     if account is None:
-        abort(404, "No demo account yet; run 'flask --app server seed-demo'.")
+        raise InvalidDemoRequest(
+            "No demo account yet; run 'flask --app server seed-demo'.", status=404
+        )
 
     return account.tag_key
 
@@ -171,6 +297,21 @@ def modify(pinned: str, delay_ms: int, mpid: str) -> Any:
 @bp.route("/events/v3/JS/<key>/events", methods=["POST", "OPTIONS"])
 def events(key: str) -> Any:
     return "", 202
+
+
+@bp.post("/csp-reports")
+def receive_csp_report() -> Any:
+    """Keep a violation report that the browser sent for ``report-uri``."""
+    report = request.get_json(force=True, silent=True)
+    if isinstance(report, dict):
+        csp_reports(current_app).append(report.get("csp-report", report))
+
+    return "", 204
+
+
+def csp_reports(app: Flask) -> deque[dict[str, Any]]:
+    """Return the CSP violation reports the demo received, the newest last."""
+    return app.extensions.setdefault("demo_csp_reports", deque(maxlen=MAX_CSP_REPORTS))
 
 
 def _choose_mpid(pinned: str, action: str, known: dict[str, Any]) -> str:

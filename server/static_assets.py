@@ -10,6 +10,7 @@ from __future__ import annotations
 import mimetypes
 import re
 from pathlib import Path
+from pathlib import PurePosixPath
 from typing import Any
 
 from flask import Flask
@@ -26,6 +27,11 @@ _IMMUTABLE = re.compile(
     r"^vendor/(pyodide/[\d.]+|mparticle-web-sdk/[\d.]+|browser/[0-9a-f]{16})/"
 )
 
+#: File types of the tag, the console and the vendored Pyodide and SDK. Build
+#: leftovers (``.built``, ``.partial``, ``.br`` copies requested by name) are
+#: not assets, so they are not served.
+SERVED_SUFFIXES = frozenset({".js", ".mjs", ".css", ".wasm", ".zip", ".json", ".whl"})
+
 mimetypes.add_type("text/javascript", ".mjs")
 mimetypes.add_type("application/wasm", ".wasm")
 
@@ -40,7 +46,7 @@ def init_app(app: Flask) -> None:
 
 def serve_static(filename: str) -> Response:
     root = current_app.config["STATIC_ROOT"]
-    path = safe_join(root, filename)
+    path = safe_join(root, filename) if _is_asset_name(filename) else None
     if path is None or not Path(path).is_file():
         raise NotFound(f"No static file named {filename!r}.")
 
@@ -60,6 +66,20 @@ def serve_static(filename: str) -> Response:
 
     _set_headers(response, filename)
     return response
+
+
+def _is_asset_name(filename: str) -> bool:
+    """Return whether ``filename`` may name a served asset.
+
+    A path segment starting with a dot (``.built``, ``.cache``, ``..``) is
+    never served, and neither is a file of a type outside
+    :data:`SERVED_SUFFIXES`.
+    """
+    segments = filename.split("/")
+    if any(segment.startswith(".") for segment in segments):
+        return False
+
+    return PurePosixPath(segments[-1]).suffix in SERVED_SUFFIXES
 
 
 def _is_current_copy(compressed: Path, original: Path) -> bool:

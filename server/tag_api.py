@@ -18,7 +18,9 @@ from flask import Response
 from flask import current_app
 from flask import jsonify
 from flask import request
+from sqlalchemy import Engine
 from sqlalchemy import and_
+from sqlalchemy import bindparam
 from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy import update
@@ -39,6 +41,27 @@ REPORT_WRITE_INTERVAL = timedelta(minutes=1)
 MAX_REPORT_BYTES = 64
 #: Accounts remembered by one process's report throttle before it starts over.
 MAX_THROTTLED_REPORTS = 10_000
+
+
+# One statement finds the account and the memberships, because this runs on
+# every page view and each round trip to PostgreSQL costs more than the
+# indexed read. The outer join returns one row with a NULL audience for a
+# known tag key with no memberships, and no row for an unknown key. It is
+# built once, with bound parameters, so a request spends no Python on
+# building it, and SQLAlchemy's compiled cache skips compiling it.
+_VISITOR_AUDIENCES = (
+    select(Account.id, Membership.audience_id)
+    .outerjoin(
+        Membership,
+        and_(
+            Membership.account_id == Account.id,
+            Membership.mpid == bindparam("mpid"),
+            Membership.is_member,
+        ),
+    )
+    .where(Account.tag_key == bindparam("tag_key"))
+    .order_by(Membership.audience_id)
+)
 
 
 @bp.after_request
@@ -69,23 +92,11 @@ def published_segments(tag_key: str) -> Any:
 def visitor_audiences(tag_key: str, mpid: str) -> Any:
     """Return the IDs of the audiences the visitor with ``mpid`` belongs to."""
     number = parse_mpid(mpid, "mpid")
-    # One statement finds the account and the memberships, because this runs
-    # on every page view and each round trip to PostgreSQL costs more than
-    # the indexed read. The outer join returns one row with a NULL audience
-    # for a known tag key with no memberships, and no row for an unknown key.
-    rows = db.session.execute(
-        select(Account.id, Membership.audience_id)
-        .outerjoin(
-            Membership,
-            and_(
-                Membership.account_id == Account.id,
-                Membership.mpid == number,
-                Membership.is_member,
-            ),
-        )
-        .where(Account.tag_key == tag_key)
-        .order_by(Membership.audience_id)
-    ).all()
+    with _autocommit_engine().connect() as connection:
+        rows = connection.execute(
+            _VISITOR_AUDIENCES, {"tag_key": tag_key, "mpid": number}
+        ).all()
+
     if not rows:
         raise _unknown_tag_key()
 
@@ -194,6 +205,22 @@ def _report_throttle() -> _ReportThrottle:
         )
 
     return throttle
+
+
+def _autocommit_engine() -> Engine:
+    """Return the app's engine with autocommit, for single-statement reads.
+
+    Without a transaction, psycopg sends no BEGIN before the SELECT and no
+    ROLLBACK when the connection goes back to the pool.
+    """
+    engine = current_app.extensions.get("tag_api_autocommit_engine")
+    if engine is None:
+        engine = current_app.extensions.setdefault(
+            "tag_api_autocommit_engine",
+            db.engine.execution_options(isolation_level="AUTOCOMMIT"),
+        )
+
+    return engine
 
 
 def _account_for(tag_key: str) -> Account:

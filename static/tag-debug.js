@@ -32,10 +32,9 @@
   const host = document.createElement("div");
   host.id = HOST_ID;
   const root = host.attachShadow({ mode: "open" });
-  const style = document.createElement("style");
-  style.textContent = STYLE;
+  adoptStyle(root, STYLE);
   const panel = element("section", "panel");
-  root.append(style, panel);
+  root.append(panel);
   let collapsed = false;
 
   const mount = () => {
@@ -48,6 +47,28 @@
     document.addEventListener("DOMContentLoaded", mount, { once: true });
   }
   document.addEventListener("audiencepull:decision", (event) => render(event.detail));
+
+  /**
+   * Give the shadow root its stylesheet.
+   *
+   * A constructed stylesheet is not subject to a Content-Security-Policy's
+   * style-src, so the panel keeps its styles on sites that forbid inline
+   * styles. Browsers without adoptedStyleSheets get a <style> element.
+   *
+   * @param {ShadowRoot} shadowRoot
+   * @param {string} css
+   */
+  function adoptStyle(shadowRoot, css) {
+    if (Array.isArray(shadowRoot.adoptedStyleSheets) && "replaceSync" in CSSStyleSheet.prototype) {
+      const sheet = new CSSStyleSheet();
+      sheet.replaceSync(css);
+      shadowRoot.adoptedStyleSheets = [sheet];
+      return;
+    }
+    const style = document.createElement("style");
+    style.textContent = css;
+    shadowRoot.append(style);
+  }
 
   /**
    * Redraw the panel for one result, or a waiting line when there is none.

@@ -26,9 +26,14 @@ const workerStart = performance.now();
  * Pyodide and the `browser.page` module, once both are loaded. Exported so a
  * test can boot Python exactly as the tag does and run other code in it.
  *
+ * The worker inherits the page's Content-Security-Policy. When the policy
+ * blocks part of the boot (WebAssembly compilation without
+ * 'wasm-unsafe-eval', in Chromium 156), Pyodide's loader never settles, so
+ * the first policy violation during the boot fails it.
+ *
  * @type {Promise<{pyodide: object, page: object}>}
  */
-export const booting = bootPython();
+export const booting = Promise.race([bootPython(), policyViolation()]);
 // A boot failure is reported to the page at once, without a request id.
 booting.catch((error) => postError(error, undefined));
 
@@ -37,6 +42,41 @@ self.addEventListener("message", (event) => {
     evaluate(event.data).catch((error) => postError(error, event.data.id));
   }
 });
+
+/**
+ * Return a promise that rejects at the first CSP violation in this worker.
+ *
+ * @returns {Promise<never>}
+ */
+function policyViolation() {
+  return new Promise((_, reject) => {
+    self.addEventListener(
+      "securitypolicyviolation",
+      (event) => reject(new Error(describeViolation(event))),
+      { once: true },
+    );
+  });
+}
+
+/**
+ * Return what the page's Content-Security-Policy blocked, and what the tag
+ * needs it to allow.
+ *
+ * @param {SecurityPolicyViolationEvent} event
+ * @returns {string}
+ */
+function describeViolation(event) {
+  const directive = event.effectiveDirective;
+  const blocked = event.blockedURI || "a resource";
+  let needed = `${directive} must allow ${blocked}`;
+  if (blocked === "wasm-eval") {
+    needed = `script-src must allow 'wasm-unsafe-eval'`;
+  }
+  return (
+    `the page's Content-Security-Policy blocked ${blocked} (${directive}) while` +
+    ` Python was loading; ${needed}`
+  );
+}
 
 /**
  * Load Pyodide and unpack the `browser` wheel, in parallel where possible.

@@ -32,6 +32,8 @@
 //   "audiencepull:ready" event on document once, with the first result
 //   "audiencepull:decision" event on document for every new result
 //   <html data-audience-pull="STATUS"> with the latest result's status
+// Events are dispatched once, never again for listeners added later, so a
+// page script reads getResult() when it starts and then follows the events.
 //
 // A result is {status, mpid, audiences, segments: {name: true|false|null},
 // details: {name: {...reasons}}, source: "cache"|"network"|null, mparticle,
@@ -760,8 +762,9 @@
    * The worker is a module worker created from a blob: URL whose only line
    * imports tag-worker.mjs by absolute URL. A worker script must have the
    * page's origin, but a module may import across origins with CORS, so this
-   * works on any site that embeds the tag. Sites whose Content-Security-Policy
-   * limits worker-src must allow blob:.
+   * works on any site that embeds the tag. A Content-Security-Policy must
+   * allow blob: and the tag's origin in worker-src, because Chromium checks
+   * the blob's import against worker-src too.
    *
    * @param {string} workerUrl absolute URL of tag-worker.mjs
    * @returns {object} start(), evaluate(request), release(), terminate(),
@@ -815,8 +818,15 @@
       instance.addEventListener("message", onMessage);
       instance.addEventListener("error", (event) => {
         event.preventDefault();
-        const detail = event.message || "its script could not be loaded";
-        failAll(new Error(`the audience-pull worker failed: ${detail} (${workerUrl})`));
+        // Chromium 156 gives no message when the worker's script cannot be
+        // loaded, and reports no CSP violation when worker-src lacks the
+        // origin of tag-worker.mjs, so the message names both causes.
+        const detail =
+          event.message ||
+          "its script could not be loaded (a network error, or a" +
+            " Content-Security-Policy whose worker-src does not allow blob: and" +
+            ` ${new URL(workerUrl).origin})`;
+        failAll(new Error(`the audience-pull worker failed: ${detail}; ${workerUrl}`));
         terminate();
       });
       instance.addEventListener("messageerror", () => {

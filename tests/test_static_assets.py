@@ -39,6 +39,12 @@ def static_root(tmp_path: Path) -> Path:
     write(root, f"{WHEEL_FOLDER}/audience_pull_browser-0.1.0-py3-none-any.whl", b"PK")
     write(root, "vendor/assets.mjs", b"export const browser = {};\n")
     write(root, "vendor/pyodide/latest/pyodide.mjs", b"export {};\n")
+    write(root, "vendor/.built", b'{"build": "stamp"}')
+    write(root, ".cache/npm/pyodide-314.0.8.tgz", b"tarball")
+    write(root, ".hidden.js", b"hidden")
+    write(root, "vendor/.cache/notes.json", b"{}")
+    write(root, "vendor/assets.mjs.partial", b"half-written")
+    write(root, "notes.txt", b"not an asset")
     (tmp_path / "secret.txt").write_text("not for the web")
     return root
 
@@ -183,3 +189,24 @@ def test_outside_or_missing_404(static_client, path):
 
     assert response.status_code == 404
     assert b"not for the web" not in response.get_data()
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/static/vendor/.built",
+        "/static/.cache/npm/pyodide-314.0.8.tgz",
+        "/static/.hidden.js",
+        "/static/vendor/.cache/notes.json",
+        "/static/vendor/%2Ebuilt",
+        "/static/vendor/assets.mjs.partial",
+        "/static/tag.js.br",
+        "/static/notes.txt",
+    ],
+)
+def test_dotfiles_and_non_assets_404(static_client, path):
+    response = get(static_client, path, {"Accept-Encoding": "br"})
+
+    assert response.status_code == 404
+    assert b"stamp" not in response.get_data()
+    assert b"tarball" not in response.get_data()

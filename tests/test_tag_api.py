@@ -34,6 +34,27 @@ def test_visitor_invalid_mpid_400(client, account):
     assert response.get_json()["error"]["field"] == "mpid"
 
 
+def test_visitor_lookup_one_autocommit_read(client, account):
+    tag_key = account[0].tag_key
+    executed: list[tuple[str, str | None]] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        isolation_level = conn.get_execution_options().get("isolation_level")
+        executed.append((statement, isolation_level))
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        response = client.get(f"/tag/v1/{tag_key}/visitors/777")
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+
+    assert response.status_code == 200
+    selects = [entry for entry in executed if entry[0].lstrip().startswith("SELECT")]
+    assert len(selects) == 1
+    # Without a transaction, PostgreSQL gets no BEGIN and no ROLLBACK.
+    assert selects[0][1] == "AUTOCOMMIT"
+
+
 def test_segments_only_published(client, account):
     condition = {"type": "group", "operator": "and", "criteria": []}
     db.session.add(
