@@ -235,6 +235,7 @@ def _unknown_tag_key() -> ApiError:
     return ApiError(
         404,
         "unknown_tag_key",
-        "No account has this tag key; copy the tag snippet from the console.",
+        "No account has this tag key; copy the tag snippet from the console"
+        " under Integrations › Tag.",
         field="tag_key",
     )
