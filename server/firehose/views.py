@@ -43,7 +43,7 @@ bp = Blueprint("firehose", __name__, url_prefix="/mparticle/v1")
 
 @dataclass
 class _Delivery:
-    """What is known about the request so far, for recording a reject."""
+    """Facts gathered about the request so far, kept for recording a reject."""
 
     message: Any = None
     key: ApiKey | None = None
@@ -83,7 +83,7 @@ def _receive(attempt: _Delivery) -> Any:
     message = protocol.parse_envelope(attempt.message)
     message_type = message["type"]
     if message_type == protocol.REGISTRATION:
-        logger.info("Answered %s %s", message_type, message["id"])
+        logger.info("Responded to %s %s", message_type, message["id"])
         domain = current_app.config["FIREHOSE_DSR_DOMAIN"]
         return jsonify(registration_response(message, domain))
 
