@@ -30,7 +30,9 @@ _IMMUTABLE = re.compile(
 #: File types of the tag, the console and the vendored Pyodide and SDK. Build
 #: leftovers (``.built``, ``.partial``, ``.br`` copies requested by name) are
 #: not assets, so they are not served.
-SERVED_SUFFIXES = frozenset({".js", ".mjs", ".css", ".wasm", ".zip", ".json", ".whl"})
+SERVED_SUFFIXES = frozenset(
+    {".js", ".mjs", ".css", ".wasm", ".zip", ".json", ".whl", ".svg"}
+)
 
 mimetypes.add_type("text/javascript", ".mjs")
 mimetypes.add_type("application/wasm", ".wasm")

@@ -45,6 +45,7 @@ def static_root(tmp_path: Path) -> Path:
     write(root, "vendor/.cache/notes.json", b"{}")
     write(root, "vendor/assets.mjs.partial", b"half-written")
     write(root, "notes.txt", b"not an asset")
+    write(root, "console/favicon.svg", b"<svg xmlns='http://www.w3.org/2000/svg'/>")
     (tmp_path / "secret.txt").write_text("not for the web")
     return root
 
@@ -210,3 +211,11 @@ def test_dotfiles_and_non_assets_404(static_client, path):
     assert response.status_code == 404
     assert b"stamp" not in response.get_data()
     assert b"tarball" not in response.get_data()
+
+
+def test_console_favicon_served(static_client):
+    response = static_client.get("/static/console/favicon.svg")
+    response.close()
+
+    assert response.status_code == 200
+    assert response.mimetype == "image/svg+xml"
