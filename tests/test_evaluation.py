@@ -35,39 +35,12 @@ from browser.evaluation import evaluate_definition
 from browser.evaluation import kleene_and
 from browser.evaluation import kleene_or
 from browser.segments import parse_segment
+from tests.segment_samples import CART_ABANDONERS
 
 CASES_PATH = Path(__file__).parent / "cases" / "evaluation.json"
 CASES = json.loads(CASES_PATH.read_text(encoding="utf-8"))
 CASE_KEYS = {"name", "segment", "audiences", "expected", "expected_reason"}
 OPTIONAL_CASE_KEYS = {"expected_outcomes", "expected_error"}
-
-CART_ABANDONERS = {
-    "name": "Cart abandoners",
-    "condition": {
-        "type": "group",
-        "operator": "and",
-        "criteria": [
-            {
-                "type": "audience",
-                "connector_id": 1,
-                "audience_id": 456,
-                "operator": "in",
-            },
-            {
-                "type": "group",
-                "operator": "or",
-                "criteria": [
-                    {
-                        "type": "audience",
-                        "connector_id": 1,
-                        "audience_id": 789,
-                        "operator": "not_in",
-                    }
-                ],
-            },
-        ],
-    },
-}
 
 
 def run_case(case: dict[str, object]) -> EvaluationResult:

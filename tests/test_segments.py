@@ -15,34 +15,7 @@ from browser.segments import SegmentError
 from browser.segments import describe_value
 from browser.segments import iter_audience_criteria
 from browser.segments import parse_segment
-
-CART_ABANDONERS = {
-    "name": "Cart abandoners",
-    "condition": {
-        "type": "group",
-        "operator": "and",
-        "criteria": [
-            {
-                "type": "audience",
-                "connector_id": 1,
-                "audience_id": 456,
-                "operator": "in",
-            },
-            {
-                "type": "group",
-                "operator": "or",
-                "criteria": [
-                    {
-                        "type": "audience",
-                        "connector_id": 1,
-                        "audience_id": 789,
-                        "operator": "not_in",
-                    }
-                ],
-            },
-        ],
-    },
-}
+from tests.segment_samples import CART_ABANDONERS
 
 
 def audience(audience_id: object = 456, **overrides: object) -> dict[str, object]:
