@@ -36,7 +36,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     hops = app.config["PROXY_FIX_HOPS"]
     if hops:
         # Behind a TLS-terminating proxy, trust its X-Forwarded-* headers so
-        # absolute URLs (the tag snippet, the Firehose endpoint) say https.
+        # absolute URLs (the tag snippet, the Firehose endpoint) use https.
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops
         )

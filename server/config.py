@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Flask
 
-#: Largest Firehose request body accepted. mParticle documents no maximum; its
+#: Maximum Firehose request body size. mParticle documents no maximum; its
 #: batches carry user profiles of a few hundred bytes each, so 32 MiB leaves room
 #: for batches of roughly 100,000 profiles.
 MAX_FIREHOSE_BYTES = 32 * 1024 * 1024

@@ -78,7 +78,7 @@ TAG_ATTRIBUTES = (
 #: Pinned "MPID" that makes the fake identity service fail.
 FAILING_IDENTITY = "fail"
 
-#: Longest delay the fake identity service adds before it responds.
+#: Maximum delay the fake identity service adds before it responds.
 MAX_IDENTIFY_DELAY_MS = 5000
 
 #: Values of the ``csp`` query parameter.
@@ -257,7 +257,7 @@ def _allow_sdk_calls(response: Response) -> Response:
     "/identity/<pinned>/delay/<int:delay_ms>/v1/<action>", methods=["POST", "OPTIONS"]
 )
 def identity(pinned: str, delay_ms: int, action: str) -> Any:
-    """Answer the SDK's identify, login and logout calls like mParticle would."""
+    """Respond to the SDK's identify, login and logout calls like mParticle would."""
     if request.method == "OPTIONS":
         return "", 204
 

@@ -25,7 +25,7 @@ _API_PREFIXES = ("/mparticle/", "/tag/")
 
 
 class ApiError(Exception):
-    """An error an API view raises to answer with the JSON error shape."""
+    """An error an API view raises to respond with the JSON error shape."""
 
     def __init__(
         self,

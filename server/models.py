@@ -112,7 +112,7 @@ class Audience(db.Model):
 
 
 class Membership(db.Model):
-    """Whether one MPID is in one audience, as of the message that last said so.
+    """Whether one MPID is in one audience, as set by the message that last changed it.
 
     A removal keeps the row with ``is_member`` false, so that an older "add"
     delivered late cannot bring the member back. The key starts with

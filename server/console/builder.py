@@ -31,7 +31,7 @@ from server.models import Connector
 from server.models import Membership
 
 ROOT_PATH = "condition"
-#: Longest condition JSON accepted, in characters. The core parser allows
+#: Maximum length of the condition JSON, in characters. The core parser allows
 #: MAX_AUDIENCE_CRITERIA criteria, which the builder writes in about 100
 #: characters each, so this leaves room for whitespace and dropped keys.
 MAX_CONDITION_LENGTH = 64 * 1024
@@ -99,7 +99,7 @@ def json_depth(text: str) -> int:
     """Return the deepest nesting of arrays and objects in ``text``, as JSON.
 
     Brackets inside strings do not count. The text need not be valid JSON:
-    this runs in one pass, before the recursive decoder sees the text.
+    this runs in one pass, before the recursive decoder parses it.
     """
     depth = deepest = 0
     in_string = escaped = False

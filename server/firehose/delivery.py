@@ -58,7 +58,7 @@ FAULT_APPLY_FAILED = "apply_failed"
 
 @dataclass(frozen=True)
 class ConnectorStatus:
-    """What one connector received, as the console and the JSON API show it.
+    """Delivery log of one connector, as the console and the JSON API show it.
 
     ``state`` is ``waiting`` (no subscription or membership message accepted
     yet), ``receiving`` or ``faulted``. ``fault`` names the cause of the

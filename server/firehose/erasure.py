@@ -46,7 +46,7 @@ def apply_erasure(account_id: int, inbox_id: int, erasure: Erasure) -> ErasureRe
 
     Inbox bodies received before the request (``id < inbox_id``) are cleared
     when they mention one of the MPIDs or identities. The caller clears the
-    request's own body, which holds the identities in clear.
+    request's own body, which contains the identities in clear.
 
     NOTE: no trace of an erased MPID is kept, so a membership change for it
     that mParticle sends again later is stored like any other.

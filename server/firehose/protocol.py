@@ -241,7 +241,7 @@ def check_timestamp(timestamp_ms: int, field: str) -> int:
 
 
 def response(request: Mapping[str, Any], **fields: Any) -> dict[str, Any]:
-    """Build the response envelope that answers ``request``."""
+    """Build the response envelope for ``request``."""
     version = request.get("firehose_version")
     if not isinstance(version, str) or not _VERSION_RE.fullmatch(version):
         version = FIREHOSE_VERSION

@@ -32,7 +32,7 @@ IDENTITY_PERMISSIONS = [
 def registration_response(
     request: dict[str, Any], dsr_domain: str | None = None
 ) -> dict[str, Any]:
-    """Answer a module registration request.
+    """Build the response to a module registration request.
 
     We need the MPID (``allow_access_mpid``) because the tag looks visitors up by
     it, the audience user attributes to store them per member, hashed identities

@@ -107,7 +107,7 @@ def _receive(attempt: _Delivery) -> Any:
 
 def _read_json() -> Any:
     # mParticle does not document its Content-Type, so the body is parsed as
-    # JSON whatever the header says.
+    # JSON whatever its Content-Type header.
     try:
         raw = request.get_data()
     except RequestEntityTooLarge:
